@@ -1,0 +1,40 @@
+# Two entry points (see README):
+#   make book   set up .venv, execute every chapter in the quick CPU profile, build the HTML book
+#   make test   set up .venv, run pytest (unit tests, nbval over the chapters, browser check of the book)
+# PROFILE=full executes the chapters in their GPU profile instead (see book/README in the book itself).
+
+PY      ?= python3.11
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+PROFILE ?= quick
+TORCH   ?= torch==2.13.0
+export TQDM_DISABLE ?= 0
+export PYTHONHASHSEED := 0
+
+.PHONY: setup book book-html test clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[book,test]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+setup: $(VENV)/.installed
+
+book: setup
+	$(BIN)/restore-core book run --profile $(PROFILE)
+	$(MAKE) book-html
+
+book-html: setup
+	$(BIN)/jupyter-book build . -W --keep-going
+
+test: setup
+	bash scripts/install_browser.sh
+	$(BIN)/python -m pytest -q tests book --nbval --nbval-sanitize-with book/nbval_sanitize.cfg --nbval-current-env -p no:cacheprovider
+
+clean:
+	rm -rf _build .pytest_cache

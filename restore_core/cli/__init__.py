@@ -1,0 +1,46 @@
+"""The ``restore-core`` command. Each sub-command lives in its own module with a ``register(subparsers)``
+function that adds its parser and sets ``func``; the list below is explicit (no scanning)."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import List, Optional
+
+# module name -> sub-command(s) it registers
+_COMMAND_MODULES = [
+    "models",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="restore-core",
+        description="State-space models for image restoration: train, evaluate, restore, benchmark, data.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for mod in _COMMAND_MODULES:
+        importlib.import_module(f"{__name__}.{mod}").register(sub)
+    return parser
+
+
+class CLIError(Exception):
+    """An error meant for the user: printed as one line, exit status 2, no traceback."""
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (CLIError, FileNotFoundError, ValueError) as exc:
+        print(f"restore-core {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""The four architectures and their registry (presets + ablation switches).
+
+Each model module registers itself when imported here (explicit imports, no directory scanning).
+"""
+from .registry import (build_model, config_class, get_config, list_archs, list_presets, list_switches,
+                       model_class, preset_doc, register_arch, register_preset)
+
+__all__ = ["build_model", "config_class", "get_config", "list_archs", "list_presets", "list_switches",
+           "model_class", "preset_doc", "register_arch", "register_preset"]
