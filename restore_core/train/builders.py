@@ -1,0 +1,154 @@
+"""Build the network, datasets and metrics a config names, from the other packages' registries.
+
+The network comes from :func:`restore_core.models.build_model` (``network_g.type`` = registered architecture,
+``preset``, other keys = constructor overrides; the top-level ``scale`` fills the arch's ``upscale``/``scale``
+field). Datasets and metrics come from :mod:`restore_core.data` and :mod:`restore_core.metrics`; their
+arguments are checked against the registered function's signature so a misspelled key names its config path.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+import torch
+from torch import nn
+
+from .config import ConfigError, DatasetOptions, TrainConfig
+
+
+def build_network(cfg: TrainConfig) -> nn.Module:
+    """``network_g`` -> an ``nn.Module`` (scale injected from the top level)."""
+    from .. import models
+
+    net = cfg.network_g
+    if not net.type:
+        raise ConfigError("network_g.type: missing (one of " + ", ".join(models.list_archs()) + ")")
+    if net.type not in models.list_archs():
+        raise ConfigError(f"network_g.type: unknown architecture {net.type!r}; known: "
+                          f"{', '.join(models.list_archs()) or 'none registered'}")
+    fields = {f.name for f in dataclasses.fields(models.config_class(net.type))}
+    params = dict(net.params)
+    for key in ("upscale", "scale"):
+        if key in fields:
+            params[key] = cfg.scale
+            break
+    else:
+        if cfg.scale != 1:
+            raise ConfigError(f"scale: {cfg.scale}, but {net.type} has no upscale/scale option")
+    try:
+        return models.build_model(net.type, preset=net.preset, **params)
+    except KeyError as exc:
+        raise ConfigError(f"network_g.preset: {exc.args[0]}") from None
+    except TypeError as exc:
+        raise ConfigError(f"network_g: {exc}") from None
+
+
+def load_pretrained(net: nn.Module, path: str, strict: bool = True, param_key: Optional[str] = None) -> None:
+    """Load weights from our checkpoints (``model``/``ema``) or BasicSR files (``params``/``params_ema``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"path.pretrain_network_g: {p} does not exist")
+    state = torch.load(p, map_location="cpu", weights_only=False)
+    if isinstance(state, dict):
+        keys = [param_key] if param_key else ["ema", "model", "params_ema", "params", "state_dict"]
+        for k in keys:
+            if k and isinstance(state.get(k), dict):
+                state = state[k]
+                break
+        else:
+            if param_key:
+                raise ConfigError(f"path.param_key_g: {param_key!r} not in {p} (keys: {sorted(state)})")
+    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    missing, unexpected = net.load_state_dict(state, strict=strict)
+    if not strict and (missing or unexpected):
+        import logging
+
+        logging.getLogger(__name__).warning("pretrained %s: %d missing, %d unexpected keys", p, len(missing),
+                                            len(unexpected))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# datasets
+
+def dataset_factory(type_name: str) -> Callable[..., Any]:
+    """The dataset class / factory registered under ``type_name`` in :mod:`restore_core.data`."""
+    from .. import data
+
+    registry = getattr(data, "DATASETS", None)
+    if registry is None:
+        raise ConfigError("restore_core.data has no DATASETS registry yet: pass train_set= / val_set= to train()")
+    if type_name not in registry:
+        raise ConfigError(f"unknown dataset type {type_name!r}; known: {', '.join(registry.names())}")
+    return registry.get(type_name)
+
+
+def _check_args(fn: Callable[..., Any], kwargs: Dict[str, Any], where: str) -> None:
+    sig = inspect.signature(fn)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    bad = sorted(k for k in kwargs if k not in sig.parameters)
+    if bad:
+        valid = sorted(k for k in sig.parameters if k != "self")
+        raise ConfigError(f"{', '.join(where + '.' + b for b in bad)}: unknown option(s); valid: {valid}")
+
+
+def _resolve_roots(params: Dict[str, Any], data_root: str) -> Dict[str, Any]:
+    out = dict(params)
+    for k, v in params.items():
+        if k.startswith("dataroot") and isinstance(v, str) and not Path(v).is_absolute():
+            out[k] = str(Path(data_root) / v)
+        elif k.startswith("dataroot") and isinstance(v, list):
+            out[k] = [str(Path(data_root) / x) if isinstance(x, str) and not Path(x).is_absolute() else x
+                      for x in v]
+    return out
+
+
+def build_dataset(cfg: TrainConfig, phase: str) -> Optional[Any]:
+    """``datasets.<phase>`` -> a map-style dataset (None when the config has no such phase)."""
+    ds: Optional[DatasetOptions] = cfg.datasets.get(phase)
+    if ds is None:
+        return None
+    fn = dataset_factory(ds.type)
+    kwargs = _resolve_roots(ds.params, cfg.data_root)
+    params = inspect.signature(fn).parameters
+    if "scale" in params:
+        kwargs["scale"] = cfg.scale
+    if "phase" in params and "phase" not in kwargs:
+        kwargs["phase"] = phase
+    if "seed" in params and "seed" not in kwargs:
+        kwargs["seed"] = cfg.manual_seed
+    _check_args(fn, kwargs, f"datasets.{phase}")
+    try:
+        return fn(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"datasets.{phase} ({ds.type}): {exc}") from None
+
+
+def build_train_dataset(cfg: TrainConfig) -> Any:
+    out = build_dataset(cfg, "train")
+    if out is None:
+        raise ConfigError("datasets.train: missing (or pass train_set= to train())")
+    return out
+
+
+def build_val_dataset(cfg: TrainConfig) -> Optional[Any]:
+    return build_dataset(cfg, "val")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# metrics
+
+def metric_function(type_name: str) -> Callable[..., Any]:
+    """The metric registered under ``type_name`` in :mod:`restore_core.metrics` (e.g. ``calculate_psnr``)."""
+    from .. import metrics
+
+    registry = getattr(metrics, "METRICS", None)
+    if registry is not None and type_name in registry:
+        return registry.get(type_name)
+    fn = getattr(metrics, type_name, None)
+    if callable(fn):
+        return fn
+    known = ", ".join(registry.names()) if registry is not None else "none"
+    raise ConfigError(f"unknown metric {type_name!r}; known: {known}")

@@ -1,0 +1,176 @@
+"""Evaluation: restore every image of a dataset, score it, report per-image and mean metrics.
+
+Large images go through tiled inference and the x8 self-ensemble of :mod:`restore_core.inference`; metrics are
+the registered ones of :mod:`restore_core.metrics` (PSNR/SSIM on the Y channel with a border crop for SR, the
+fusion metrics for fusion). :func:`evaluate_checkpoint` writes a results JSON with provenance (commit, device,
+torch version, config, date).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Union
+
+import torch
+from torch import Tensor, nn
+
+from .config import MetricOptions
+
+
+@dataclass
+class EvalResult:
+    """per_image: ``[{"name": ..., <metric>: value, ...}]``; mean: ``{<metric>: mean over images}``."""
+
+    per_image: List[Dict[str, Any]] = field(default_factory=list)
+    mean: Dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"mean": self.mean, "per_image": self.per_image}
+
+
+def _metric_options(metrics: Mapping[str, Any]) -> Dict[str, MetricOptions]:
+    out = {}
+    for name, m in metrics.items():
+        if isinstance(m, MetricOptions):
+            out[name] = m
+        else:
+            d = dict(m)
+            out[name] = MetricOptions(type=d.pop("type"), better=d.pop("better", "higher"), params=d)
+    return out
+
+
+def restore(model: nn.Module, lq: Tensor, *, scale: int = 1, tile: Optional[int] = None, tile_overlap: int = 32,
+            self_ensemble: bool = False) -> Tensor:
+    """Run ``model`` on a batch of full images, tiled and/or self-ensembled when asked.
+
+    lq: (Bt, C, H, W) -> (Bt, C', H*scale, W*scale). Tiling and the x8 ensemble are
+    :mod:`restore_core.inference`'s.
+    """
+    if tile is None and not self_ensemble:
+        return model(lq)
+    from .. import inference
+
+    return inference.restore(model, lq, scale=scale, tile=tile, tile_overlap=tile_overlap,
+                             self_ensemble=self_ensemble)
+
+
+def _item(x: Any) -> float:
+    return float(x.item()) if isinstance(x, Tensor) else float(x)
+
+
+def _pair(item: Any, task: str) -> tuple:
+    from .trainer import fusion_pair, restoration_pair
+
+    return fusion_pair(item) if task == "fusion" else restoration_pair(item)
+
+
+def _name(item: Any, i: int) -> str:
+    if isinstance(item, Mapping):
+        for k in ("name", "lq_path", "gt_path", "path"):
+            if k in item:
+                v = item[k]
+                return Path(v).stem if k.endswith("path") else str(v)
+    return f"{i:04d}"
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: Any, metrics: Mapping[str, Any], *, scale: int = 1,
+             task: str = "restoration", device: Optional[Union[str, torch.device]] = None,
+             tile: Optional[int] = None, tile_overlap: int = 32, self_ensemble: bool = False,
+             max_images: Optional[int] = None, progress: bool = True) -> EvalResult:
+    """Score ``model`` on every item of ``dataset``.
+
+    dataset items: dicts with "lq"/"gt" (restoration) or "vis"/"ir" (fusion) tensors (C, H, W) in [0, 1], or
+    pairs; an optional "name". metrics: ``{name: {type: calculate_psnr, crop_border: 2, test_y_channel: true}}``
+    (or :class:`~restore_core.train.config.MetricOptions`). Restoration metrics are called as
+    ``fn(pred, gt, **params)`` and fusion metrics as ``fn(fused, vis, ir, **params)`` with (1, C, H, W)
+    tensors in [0, 1] (outputs clamped to [0, 1]).
+    """
+    from .builders import metric_function
+    from .trainer import luma
+
+    opts = _metric_options(metrics)
+    fns = {name: metric_function(m.type) for name, m in opts.items()}
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    n = len(dataset) if max_images is None else min(len(dataset), max_images)
+    rows: List[Dict[str, Any]] = []
+    it = range(n)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc="evaluate", unit="img")
+    try:
+        for i in it:
+            item = dataset[i]
+            a, b = _pair(item, task)
+            a, b = a.unsqueeze(0).to(dev), b.unsqueeze(0).to(dev)
+            row: Dict[str, Any] = {"name": _name(item, i)}
+            if task == "fusion":
+                fused = model(a, b).float().clamp(0, 1)
+                for name, m in opts.items():
+                    row[name] = _item(fns[name](fused, luma(a.float()), b.float(), **m.params))
+            else:
+                pred = restore(model, a, scale=scale, tile=tile, tile_overlap=tile_overlap,
+                               self_ensemble=self_ensemble).float().clamp(0, 1)
+                for name, m in opts.items():
+                    row[name] = _item(fns[name](pred, b.float(), **m.params))
+            rows.append(row)
+    finally:
+        model.train(was_training)
+    mean = {}
+    for name in opts:
+        vals = [r[name] for r in rows]
+        finite = [v for v in vals if math.isfinite(v)]
+        mean[name] = sum(finite) / len(finite) if finite else float("nan")
+    return EvalResult(rows, mean)
+
+
+def write_results(path: Union[str, Path], result: EvalResult, **info: Any) -> Path:
+    """Write ``{"mean", "per_image", "provenance": {...}, **info}`` as JSON, atomically."""
+    from ..provenance import provenance
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    device = info.pop("device", None)
+    payload = {**result.to_dict(), **info, "provenance": provenance(device=device)}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=1, default=str, allow_nan=True))
+    os.replace(tmp, path)
+    return path
+
+
+def evaluate_checkpoint(checkpoint: Union[str, Path], dataset: Any, *, metrics: Optional[Mapping[str, Any]] = None,
+                        device: Optional[str] = None, tile: Optional[int] = None, tile_overlap: int = 32,
+                        self_ensemble: bool = False, use_ema: bool = True, max_images: Optional[int] = None,
+                        out_json: Optional[Union[str, Path]] = None, progress: bool = True,
+                        model: Optional[nn.Module] = None) -> EvalResult:
+    """Evaluate a trainer checkpoint: rebuild its network from the stored config, load (EMA) weights, score.
+
+    ``metrics`` default to the checkpoint config's ``val.metrics``. ``out_json`` also writes the results
+    with provenance and the config.
+    """
+    from .builders import build_network
+    from .checkpoint import load_checkpoint, model_weights
+    from .config import config_from_dict
+
+    state = load_checkpoint(checkpoint)
+    cfg = config_from_dict(state["config"])
+    net = model if model is not None else build_network(cfg)
+    net.load_state_dict(model_weights(state, prefer_ema=use_ema))
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    net.to(dev)
+    chosen = metrics if metrics is not None else cfg.val.metrics
+    if not chosen:
+        raise ValueError(f"no metrics: {checkpoint} has no val.metrics; pass metrics=")
+    res = evaluate(net, dataset, chosen, scale=cfg.scale, task=cfg.task, device=dev, tile=tile,
+                   tile_overlap=tile_overlap, self_ensemble=self_ensemble, max_images=max_images, progress=progress)
+    if out_json is not None:
+        write_results(out_json, res, checkpoint=str(checkpoint), step=int(state["step"]), config=cfg.to_dict(),
+                      tile=tile, self_ensemble=self_ensemble, ema=use_ema and state.get("ema") is not None,
+                      device=dev)
+    return res
