@@ -204,3 +204,15 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
             raise RuntimeError(f"scan backend {backend!r} is not available for {u.device.type} {u.dtype} "
                                f"inputs; available: {list_backends(u)}")
     return chosen.fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+
+
+# Backends in their own modules (imported last: they do not import this module).
+from .chunked import selective_scan_chunked  # noqa: E402
+from .native import native_available, selective_scan_native  # noqa: E402
+
+register_backend(ScanBackend(
+    "native", selective_scan_native, native_available, priority=50,
+    description="C++/OpenMP CPU kernel with a hand-written backward"))
+register_backend(ScanBackend(
+    "chunked", selective_scan_chunked, lambda u: True, priority=10,
+    description="chunked PyTorch scan with rescaling (fallback without a compiler)"))

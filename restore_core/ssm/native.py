@@ -1,0 +1,242 @@
+"""The "native" selective-scan backend: a C++/OpenMP CPU kernel with a hand-written backward.
+
+Gu & Dao, "Mamba: Linear-Time Sequence Modeling with Selective State Spaces", arXiv:2312.00752, Alg. 2.
+mamba-ssm has only a CUDA kernel and a sequential PyTorch reference; this CPU kernel is ours
+(restore_core/ssm/csrc/selective_scan_cpu.cpp). Explained in "Selective scan and scanning images".
+
+Building. The extension is compiled with ``torch.utils.cpp_extension.load`` on first use, once per machine,
+into ``$RESTORE_CORE_EXT_DIR`` (default ``~/.cache/restore_core/ext``), in a folder keyed by a hash of
+(source, torch version, compiler flags, the CPU's model name and instruction-set flags). A file lock keeps two
+processes from building at once; later processes (and test runs) only import the cached library.
+
+Flags: ``-O3 -ffp-contract=fast -fno-trapping-math -fopenmp -march=native``. ``-march=native`` would be unsafe
+in a cache shared between machines (an AVX-512 build crashes with SIGILL on an AVX2 machine), so the cache key
+includes the CPU's flag set: each CPU kind gets its own build. ``RESTORE_CORE_NATIVE_MARCH`` overrides the
+``-march`` value (e.g. ``x86-64-v3``) for a portable build. No ``-ffast-math``: the exp's rounding trick and
+NaN propagation rely on IEEE semantics. When no C++ compiler is found the backend is unavailable (``"auto"``
+falls back to "chunked"); when one is found and the build fails, the error is raised, never hidden.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import platform
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).resolve().parent / "csrc" / "selective_scan_cpu.cpp"
+CHECKPOINT_EVERY = 64  # T: the forward stores the state every T steps; the backward recomputes each chunk
+_ext = None
+_unavailable_reason: Optional[str] = None
+
+
+def _march() -> str:
+    return os.environ.get("RESTORE_CORE_NATIVE_MARCH", "native")
+
+
+def compile_flags() -> List[str]:
+    """The C++ flags the extension is built with (part of the cache key)."""
+    return ["-O3", "-ffp-contract=fast", "-fno-trapping-math", "-fopenmp", f"-march={_march()}"]
+
+
+def _cpu_signature() -> str:
+    """CPU model name and instruction-set flags (what ``-march=native`` depends on)."""
+    model, flags = platform.machine(), ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key = line.split(":", 1)[0].strip()
+                if key in ("model name", "flags", "Features") and ":" in line:
+                    value = line.split(":", 1)[1].strip()
+                    if key == "model name":
+                        model += " " + value
+                    else:
+                        flags = " ".join(sorted(value.split()))
+                if model != platform.machine() and flags:
+                    break
+    except OSError:
+        pass
+    return f"{model}|{flags}"
+
+
+def cache_key() -> str:
+    """Hash of the kernel source, torch version, compiler flags and CPU: one build per distinct key."""
+    h = hashlib.sha256()
+    h.update(SOURCE.read_bytes())
+    h.update(torch.__version__.encode())
+    h.update(" ".join(compile_flags()).encode())
+    h.update(_cpu_signature().encode())
+    return h.hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    """The folder this machine's build lives in."""
+    root = Path(os.environ.get("RESTORE_CORE_EXT_DIR", Path.home() / ".cache" / "restore_core" / "ext"))
+    return root / f"selective_scan_{cache_key()}"
+
+
+def compiler() -> Optional[str]:
+    """Path of the C++ compiler torch would use ($CXX or c++), or None."""
+    return shutil.which(os.environ.get("CXX", "c++"))
+
+
+@contextmanager
+def _file_lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def load():
+    """The compiled extension (building it on first use on this machine). Raises if the build fails."""
+    global _ext
+    if _ext is not None:
+        return _ext
+    if compiler() is None:
+        raise RuntimeError("backend 'native' needs a C++ compiler (set $CXX or install g++)")
+    from torch.utils.cpp_extension import load as cpp_load
+
+    build = cache_dir()
+    build.mkdir(parents=True, exist_ok=True)
+    with _file_lock(build.parent / f"{build.name}.lock"):
+        quiet = not log.isEnabledFor(logging.DEBUG)
+        _ext = cpp_load(name=f"restore_core_scan_{cache_key()}", sources=[str(SOURCE)],
+                        extra_cflags=compile_flags(), extra_ldflags=["-fopenmp"], build_directory=str(build),
+                        verbose=not quiet)
+    log.info("selective_scan native extension loaded from %s", build)
+    return _ext
+
+
+def is_available() -> bool:
+    """True when the extension is built or can be built; a missing compiler makes it unavailable (logged once),
+    a failed build with a compiler present is logged as an error and also makes it unavailable for "auto"."""
+    global _unavailable_reason
+    if _ext is not None:
+        return True
+    if _unavailable_reason is not None:
+        return False
+    if compiler() is None:
+        _unavailable_reason = "no C++ compiler"
+        log.info("selective_scan: backend 'native' unavailable (no C++ compiler)")
+        return False
+    try:
+        load()
+        return True
+    except Exception as exc:  # a broken toolchain must not break "auto"; backend="native" re-raises via load()
+        _unavailable_reason = f"build failed: {exc}"
+        log.error("selective_scan: building the native extension failed: %s", exc)
+        return False
+
+
+def _state_vectors(n: int, fp64: bool) -> int:
+    """Padded state size Np: N rounded up to a power-of-two number of SIMD vectors."""
+    lanes = load().vector_lanes(fp64)
+    nv = 1
+    while nv * lanes < n:
+        nv *= 2
+    if nv > 16:
+        raise ValueError(f"backend 'native' supports N <= {16 * lanes} here, got N={n}; use backend='chunked'")
+    return nv * lanes
+
+
+def _to_kernel_layout(M: Tensor, n_pad: int, dtype: torch.dtype) -> Tensor:
+    """(Bt, N, L) or (Bt, G, N, L) -> contiguous (Bt, G, L, Np), zero-padded states."""
+    M = M.unsqueeze(1) if M.dim() == 3 else M
+    M = M.to(dtype).transpose(2, 3)
+    return F.pad(M, (0, n_pad - M.shape[-1])).contiguous()
+
+
+def _from_kernel_layout(g: Tensor, like: Tensor) -> Tensor:
+    """(Bt, G, L, Np) -> like's layout (Bt, N, L) or (Bt, G, N, L)."""
+    n = like.shape[-2]
+    g = g[..., :n].transpose(2, 3)
+    return (g.squeeze(1) if like.dim() == 3 else g).to(like.dtype)
+
+
+class _NativeScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state):
+        ext = load()
+        work = u.dtype if u.dtype in (torch.float32, torch.float64) else torch.float32
+        n = A.shape[1]
+        n_pad = _state_vectors(n, work == torch.float64)
+
+        def prep(t: Optional[Tensor]) -> Optional[Tensor]:
+            return None if t is None else t.to(work).contiguous()
+
+        uk, dk, zk, Dk, bk = prep(u), prep(delta), prep(z), prep(D), prep(delta_bias)
+        Ak = F.pad(A.to(work), (0, n_pad - n)).contiguous()
+        Bk, Ck = _to_kernel_layout(B, n_pad, work), _to_kernel_layout(C, n_pad, work)
+        out, last, ckpt, ysave = ext.scan_fwd(uk, dk, Ak, Bk, Ck, Dk, zk, bk, bool(delta_softplus),
+                                              CHECKPOINT_EVERY)
+        ctx.save_for_backward(uk, dk, Ak, Bk, Ck, Dk, zk, bk, ckpt, ysave)
+        ctx.meta = (bool(delta_softplus), n, u.dtype, A.dtype)
+        ctx.shapes = (B.shape, B.dim(), C.shape, C.dim())
+        ctx.dtypes = (B.dtype, C.dtype, None if D is None else D.dtype,
+                      None if delta_bias is None else delta_bias.dtype, None if z is None else z.dtype,
+                      delta.dtype)
+        ctx.mark_non_differentiable(ckpt)
+        return out.to(u.dtype), last[..., :n].to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, dout, dlast):
+        ext = load()
+        uk, dk, Ak, Bk, Ck, Dk, zk, bk, ckpt, ysave = ctx.saved_tensors
+        softplus, n, u_dtype, A_dtype = ctx.meta
+        B_shape, B_dim, C_shape, C_dim = ctx.shapes
+        B_dtype, C_dtype, D_dtype, bias_dtype, z_dtype, delta_dtype = ctx.dtypes
+        work = uk.dtype
+        if dout is None:
+            dout = torch.zeros_like(uk)
+        dout = dout.to(work).contiguous()
+        dlast_k = None
+        if dlast is not None:
+            dlast_k = F.pad(dlast.to(work), (0, Ak.shape[1] - n)).contiguous()
+        du, dd, dA, dBbuf, dCbuf, dD, dbias, dz = ext.scan_bwd(
+            uk, dk, Ak, Bk, Ck, Dk, zk, bk, softplus, CHECKPOINT_EVERY, ckpt, ysave, dout, dlast_k)
+        dB = dBbuf.sum(0)[..., :n].transpose(2, 3)
+        dC = dCbuf.sum(0)[..., :n].transpose(2, 3)
+        if B_dim == 3:
+            dB = dB.squeeze(1)
+        if C_dim == 3:
+            dC = dC.squeeze(1)
+        return (du.to(u_dtype), dd.to(delta_dtype), dA.sum(0)[:, :n].to(A_dtype), dB.to(B_dtype), dC.to(C_dtype),
+                None if Dk is None else dD.sum(0).to(D_dtype),
+                None if zk is None else dz.to(z_dtype),
+                None if bk is None else dbias.sum(0).to(bias_dtype),
+                None, None)
+
+
+def selective_scan_native(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor] = None,
+                          z: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
+                          delta_softplus: bool = False, return_last_state: bool = False):
+    """Selective scan with the C++ kernel (signature and shapes as :func:`selective_scan_ref`).
+
+    u, delta, z: (Bt, D, L); A: (D, N); B, C: (Bt, N, L) or (Bt, G, N, L); D, delta_bias: (D,).
+    Returns out: (Bt, D, L) in u's dtype, and with ``return_last_state`` also h_L: (Bt, D, N).
+    Computes in float32 (float64 inputs in float64); memory beyond inputs and outputs: state checkpoints
+    (Bt, D, L/64, N), never a (Bt, D, L, N) tensor.
+    """
+    if u.device.type != "cpu":
+        raise RuntimeError(f"backend 'native' runs on the CPU, got {u.device.type} tensors")
+    out, last = _NativeScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+    return (out, last) if return_last_state else out
+
+
+def native_available(u: Tensor) -> bool:
+    """'native' can run u: CPU tensors and a built (or buildable) extension."""
+    return u.device.type == "cpu" and is_available()
