@@ -1,0 +1,283 @@
+"""The book runner: execute every chapter listed in ``_toc.yml`` with papermill, then regenerate the scoreboard.
+
+``restore-core book run`` (and ``make book``) calls :func:`run_book`. Where the executed notebooks go:
+
+* **quick** (the default): every chapter is executed *in place* (``book/NN_name.ipynb``), because the quick
+  profile's outputs are what the repository commits and what nbval compares in CI. Each chapter runs into a
+  temporary file that replaces the notebook only when it succeeded, so a failing chapter never leaves the
+  committed notebook half-executed (the failed copy is kept under ``book/_executed/failed/``).
+* **full**: every chapter is executed into a separate copy, ``book/_executed/full/NN_name.ipynb``, and the
+  committed notebooks keep their quick outputs. The chapters themselves write their results to
+  ``book/results/<chapter>.full.json`` (:func:`restore_core.book.results.save_results`), which the scoreboard
+  on the landing page picks up.
+
+Every chapter runs with kernel ``python3`` and working directory ``book/``. Parameters are injected only where
+they differ from a chapter's defaults (``profile="quick"``, ``seed=0``, ``device=None``, ``out_dir=None``), so an
+in-place quick run adds no "injected-parameters" cell. ``BOOK_PROFILE`` is set to the profile for the
+kernels, so a profile inherited from the environment (CI sets ``BOOK_PROFILE=quick``) cannot override the
+requested one.
+
+Multi-GPU: ``run_book(..., nproc=8)`` (``restore-core book run --profile full --nproc 8``) exports
+``RESTORE_CORE_BOOK_NPROC=8`` to the kernels. A chapter that trains calls :func:`train_nproc` and, when it is
+above 1, launches its training with ``restore_core.train.distributed.launch_train(config, nproc=...,
+profile=...)`` (torchrun, one process per GPU) instead of training inside the kernel.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+import yaml
+
+from .chapter import PROFILES
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NPROC_ENV = "RESTORE_CORE_BOOK_NPROC"
+_DEFAULTS: Dict[str, Any] = {"profile": "quick", "seed": 0, "device": None, "out_dir": None}
+
+
+class ChapterFailed(RuntimeError):
+    """A chapter raised while executing; the message names the chapter, the cell and the error."""
+
+
+@dataclass
+class ChapterTiming:
+    chapter: str
+    seconds: float
+    output: Path
+
+
+def train_nproc() -> int:
+    """How many processes a chapter should train with (``RESTORE_CORE_BOOK_NPROC``; 1 when unset)."""
+    value = os.environ.get(NPROC_ENV, "1")
+    try:
+        n = int(value)
+    except ValueError:
+        raise ValueError(f"{NPROC_ENV} must be a positive integer, got {value!r}") from None
+    if n < 1:
+        raise ValueError(f"{NPROC_ENV} must be a positive integer, got {n}")
+    return n
+
+
+def _toc_files(node: Any) -> Iterable[str]:
+    if isinstance(node, dict):
+        for key in ("root", "file"):
+            if isinstance(node.get(key), str):
+                yield node[key]
+        for key in ("parts", "chapters", "sections"):
+            for child in node.get(key) or []:
+                yield from _toc_files(child)
+    elif isinstance(node, list):
+        for child in node:
+            yield from _toc_files(child)
+
+
+def toc_chapters(toc: os.PathLike = REPO_ROOT / "_toc.yml") -> List[Path]:
+    """The notebooks ``_toc.yml`` lists, in book order (Markdown pages are skipped).
+
+    Entries are paths relative to the toc's folder, with or without the ``.ipynb`` suffix. A listed entry
+    with no file at all raises FileNotFoundError naming it.
+    """
+    toc = Path(toc)
+    if not toc.is_file():
+        raise FileNotFoundError(f"table of contents not found: {toc}")
+    root = toc.parent
+    out: List[Path] = []
+    for entry in _toc_files(yaml.safe_load(toc.read_text())):
+        path = root / entry
+        candidates = [path] if path.suffix else [path.with_suffix(s) for s in (".ipynb", ".md", ".rst")]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise FileNotFoundError(f"_toc.yml lists {entry!r}, but no such page exists under {root}")
+        if found.suffix == ".ipynb" and found not in out:
+            out.append(found)
+    return out
+
+
+def select_chapters(all_chapters: Sequence[Path], wanted: Optional[Sequence[str]]) -> List[Path]:
+    """Filter by name: each wanted item matches a notebook's stem, its stem without the number prefix, or
+    a prefix of the stem (``01``, ``01_ssm``); raises ValueError for a name that matches nothing."""
+    if not wanted:
+        return list(all_chapters)
+    chosen: List[Path] = []
+    for w in wanted:
+        w = Path(w).stem
+        hits = [p for p in all_chapters
+                if p.stem == w or p.stem.split("_", 1)[-1] == w or p.stem.startswith(w)]
+        if not hits:
+            names = ", ".join(p.stem for p in all_chapters) or "none"
+            raise ValueError(f"no chapter matches {w!r} (chapters in _toc.yml: {names})")
+        chosen += [h for h in hits if h not in chosen]
+    return [p for p in all_chapters if p in chosen]
+
+
+def chapter_parameters(profile: str, seed: int = 0, device: Optional[str] = None,
+                       out_dir: Optional[os.PathLike] = None) -> Dict[str, Any]:
+    """The papermill parameters to inject: only those that differ from the chapters' defaults."""
+    values = {"profile": profile, "seed": seed, "device": device,
+              "out_dir": None if out_dir is None else str(Path(out_dir).resolve())}
+    return {k: v for k, v in values.items() if v != _DEFAULTS[k]}
+
+
+def _failure_message(nb_path: Path, exc: BaseException, kept: Optional[Path]) -> str:
+    cell = getattr(exc, "exec_count", None)
+    ename, evalue = getattr(exc, "ename", type(exc).__name__), getattr(exc, "evalue", str(exc))
+    where = f" in cell [{cell}]" if cell is not None else ""
+    lines = str(evalue).strip().splitlines()
+    msg = f"chapter {nb_path.stem} failed{where}: {ename}: {lines[-1] if lines else ''}".rstrip(": ")
+    if kept is not None:
+        msg += f" (executed copy with the traceback: {kept})"
+    return msg
+
+
+def run_chapter(nb_path: Path, output: Path, parameters: Dict[str, Any], cwd: Path, kernel: str = "python3",
+                log_output: bool = False, failed_dir: Optional[Path] = None,
+                execution_timeout: Optional[int] = None) -> float:
+    """Execute one notebook into ``output`` (atomically: a temporary file replaces it on success).
+
+    Returns the seconds it took; raises :class:`ChapterFailed` naming the chapter and cell on error.
+    """
+    import papermill as pm
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.stem}.", suffix=".ipynb")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    t0 = time.perf_counter()
+    try:
+        pm.execute_notebook(str(nb_path), str(tmp), parameters=parameters or None, kernel_name=kernel,
+                            cwd=str(cwd), progress_bar=False, log_output=log_output,
+                            execution_timeout=execution_timeout)
+    except BaseException as exc:  # noqa: BLE001 -- re-raised with the chapter named
+        kept = None
+        if failed_dir is not None and tmp.exists() and tmp.stat().st_size > 0:
+            failed_dir.mkdir(parents=True, exist_ok=True)
+            kept = failed_dir / nb_path.name
+            shutil.move(str(tmp), kept)
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise ChapterFailed(_failure_message(nb_path, exc, kept)) from exc
+    _record_output_path(tmp, output)
+    os.replace(tmp, output)
+    return time.perf_counter() - t0
+
+
+def _record_output_path(tmp: Path, output: Path) -> None:
+    """papermill recorded the temporary file as the output; record the real one."""
+    import nbformat
+
+    nb = nbformat.read(str(tmp), as_version=4)
+    meta = nb.metadata.get("papermill")
+    if meta is not None and meta.get("output_path") != str(output):
+        meta["output_path"] = str(output)
+        nbformat.write(nb, str(tmp))
+
+
+def executed_path(nb_path: Path, profile: str, book_dir: Path) -> Path:
+    """Where a chapter's executed notebook goes: in place for quick, book/_executed/<profile>/ otherwise."""
+    return nb_path if profile == "quick" else book_dir / "_executed" / profile / nb_path.name
+
+
+def run_book(profile: str = "quick", chapters: Optional[Sequence[str]] = None, device: Optional[str] = None,
+             seed: int = 0, out_dir: Optional[os.PathLike] = None, nproc: int = 1,
+             toc: os.PathLike = REPO_ROOT / "_toc.yml", kernel: str = "python3", log_output: bool = False,
+             execution_timeout: Optional[int] = None, scoreboard: bool = True,
+             results_dir: Optional[os.PathLike] = None, scoreboard_path: Optional[os.PathLike] = None,
+             progress: bool = True, echo=print) -> List[ChapterTiming]:
+    """Execute the book's chapters (all of ``_toc.yml``, or those named in ``chapters``) and regenerate the
+    scoreboard; returns the per-chapter timings (also printed as a summary table).
+
+    profile: "quick" (CPU, in place) or "full" (GPU profile, into book/_executed/full/).
+    device, seed, out_dir: chapter parameters (``out_dir`` is where chapters store what they write).
+    nproc: processes for chapters' training under torchrun (see the module docstring).
+    Stops at the first failing chapter with :class:`ChapterFailed` naming it.
+    """
+    from tqdm.auto import tqdm
+
+    from .scoreboard import write_scoreboard
+
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    if nproc < 1:
+        raise ValueError(f"nproc must be >= 1, got {nproc}")
+    toc = Path(toc)
+    book_dir = toc.parent / "book"
+    todo = select_chapters(toc_chapters(toc), chapters)
+    if not todo:
+        echo(f"no notebook chapters listed in {toc}")
+    params = chapter_parameters(profile, seed=seed, device=device, out_dir=out_dir)
+    env_keys = {"BOOK_PROFILE": profile, NPROC_ENV: str(nproc)}
+    saved = {k: os.environ.get(k) for k in env_keys}
+    os.environ.update(env_keys)
+    timings: List[ChapterTiming] = []
+    try:
+        bar = tqdm(todo, desc=f"book ({profile})", unit="chapter", disable=not progress or None)
+        for nb in bar:
+            bar.set_postfix_str(nb.stem)
+            out = executed_path(nb, profile, book_dir)
+            secs = run_chapter(nb, out, params, cwd=nb.parent, kernel=kernel, log_output=log_output,
+                               failed_dir=book_dir / "_executed" / "failed",
+                               execution_timeout=execution_timeout)
+            timings.append(ChapterTiming(nb.stem, secs, out))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if timings:
+            echo(format_timings(timings, profile))
+    if scoreboard:
+        path = write_scoreboard(results_dir, scoreboard_path)
+        echo(f"scoreboard: {path}")
+    return timings
+
+
+def format_timings(timings: Sequence[ChapterTiming], profile: str) -> str:
+    """A small table: chapter, seconds, where the executed notebook is; plus the total."""
+    width = max([len(t.chapter) for t in timings] + [7])
+    lines = [f"{'chapter':<{width}}  {'time':>8}  executed notebook ({profile} profile)"]
+    for t in timings:
+        lines.append(f"{t.chapter:<{width}}  {t.seconds:>7.1f}s  {t.output}")
+    lines.append(f"{'total':<{width}}  {sum(t.seconds for t in timings):>7.1f}s")
+    return "\n".join(lines)
+
+
+class BookBuildFailed(RuntimeError):
+    """``jupyter-book build`` exited non-zero; the message holds the warnings and errors it printed."""
+
+
+def build_html(root: os.PathLike = REPO_ROOT, path_output: Optional[os.PathLike] = None,
+               toc: Optional[os.PathLike] = None, config: Optional[os.PathLike] = None,
+               warnings_as_errors: bool = True, timeout: float = 600.0) -> Path:
+    """Build the HTML book with ``jupyter-book build ROOT -W --keep-going`` (no execution: the chapters'
+    stored outputs are rendered); returns the ``.../_build/html`` folder.
+
+    Raises :class:`BookBuildFailed` with every warning/error line when the build fails.
+    """
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(root)]
+    if warnings_as_errors:
+        cmd += ["-W", "--keep-going"]
+    if path_output is not None:
+        cmd += ["--path-output", str(path_output)]
+    if toc is not None:
+        cmd += ["--toc", str(toc)]
+    if config is not None:
+        cmd += ["--config", str(config)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=str(root))
+    if proc.returncode != 0:
+        text = proc.stdout + proc.stderr
+        problems = [ln for ln in text.splitlines() if "WARNING" in ln or "ERROR" in ln or "Error" in ln]
+        detail = "\n".join(problems[-40:]) or text[-4000:]
+        raise BookBuildFailed(f"jupyter-book build failed (exit {proc.returncode}):\n{detail}")
+    return Path(path_output or root) / "_build" / "html"

@@ -1,0 +1,187 @@
+"""The landing page's scoreboard: every stored number beside the paper's, generated from ``book/results/*.json``.
+
+``write_scoreboard()`` renders :func:`render_scoreboard` into ``book/_generated/scoreboard.md``, which
+``book/intro.md`` pulls in with a MyST ``{include}``. Nothing in it is typed by hand: it is rewritten by
+``restore-core book scoreboard``, by the book runner after the chapters ran, and by Sphinx itself at the start of
+every HTML build (this module is also a Sphinx extension, listed in ``_config.yml``), so the page can never be
+stale or missing. With no results stored yet the page says so plainly.
+
+Table layout: one row per (paper, table, variant, dataset, metric); the paper's value, ours in the quick and the
+full profile (mean ± std over seeds where stored), and whether the sign of our difference to the chapter's
+reference variant agrees with the paper's (:func:`restore_core.book.results.ordering_agreement`).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .results import RESULTS_DIR, all_results, ordering_agreement
+
+GENERATED_PATH = RESULTS_DIR.parent / "_generated" / "scoreboard.md"
+PROFILE_ORDER = ("quick", "full")
+_PAPER_ORDER = ("MambaIR", "CU-Mamba", "FusionMamba", "RNAN")
+
+AGREES, DISAGREES, NO_CALL = "✓", "✗", "–"
+
+
+def format_value(x: Optional[float], std: Optional[float] = None) -> str:
+    """A number as tables print it: 4 decimals below 10 (SSIM, losses), 2 up to 1000 (PSNR), thousands
+    separators above (parameter counts, FLOPs); "—" for a missing value."""
+    if x is None:
+        return "—"
+    x = float(x)
+    if abs(x) >= 1000:
+        s = f"{x:,.0f}"
+    elif abs(x) >= 10:
+        s = f"{x:.2f}"
+    else:
+        s = f"{x:.4f}"
+    if std is not None:
+        s += " ± " + format_value(std)
+    return s
+
+
+def _cell(text: Any) -> str:
+    """Table-safe text: no pipes or line breaks."""
+    return str(text).replace("|", "\\|").replace("\n", " ").strip()
+
+
+def _agreement_mark(agrees: Optional[bool]) -> str:
+    return NO_CALL if agrees is None else (AGREES if agrees else DISAGREES)
+
+
+def _paper_key(paper: str) -> Tuple[int, str]:
+    return (_PAPER_ORDER.index(paper) if paper in _PAPER_ORDER else len(_PAPER_ORDER), paper)
+
+
+def _group_documents(docs: Sequence[Dict[str, Any]]) -> "OrderedDict[Tuple[str, str, str], Dict[str, Dict]]":
+    """(paper, table, chapter) -> {profile: document}, papers in the book's order, then by chapter/table."""
+    groups: Dict[Tuple[str, str, str], Dict[str, Dict[str, Any]]] = {}
+    for doc in docs:
+        key = (doc["paper"], doc["table"], doc["chapter"])
+        if doc["profile"] in groups.setdefault(key, {}):
+            raise ValueError(f"two results documents for chapter {doc['chapter']!r}, profile {doc['profile']!r}")
+        groups[key][doc["profile"]] = doc
+    ordered = sorted(groups, key=lambda k: (_paper_key(k[0]), k[2], k[1]))
+    return OrderedDict((k, groups[k]) for k in ordered)
+
+
+def _annotated_rows(doc: Dict[str, Any]) -> List[Dict[str, Any]]:
+    ref = doc.get("reference_variant")
+    if ref is None:
+        return [dict(r, agrees=None) for r in doc["rows"]]
+    return ordering_agreement(doc["rows"], ref)
+
+
+def scoreboard_rows(docs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """One dict per table row: paper, table, chapter, variant, dataset, metric, paper_value, and per profile
+    ``ours_<profile>``, ``std_<profile>``, ``agrees_<profile>`` (None where that profile has no row)."""
+    out: List[Dict[str, Any]] = []
+    for (paper, table, chapter), by_profile in _group_documents(docs).items():
+        merged: "OrderedDict[Tuple[str, str, str], Dict[str, Any]]" = OrderedDict()
+        for profile in PROFILE_ORDER:
+            doc = by_profile.get(profile)
+            if doc is None:
+                continue
+            for r in _annotated_rows(doc):
+                key = (r["variant"], r["dataset"], r["metric"])
+                row = merged.setdefault(key, {
+                    "paper": paper, "table": table, "chapter": chapter, "variant": r["variant"],
+                    "dataset": r["dataset"], "metric": r["metric"], "paper_value": r["paper"],
+                    "reference": r["variant"] == doc.get("reference_variant"),
+                    **{f"{k}_{p}": None for p in PROFILE_ORDER for k in ("ours", "std", "agrees")}})
+                if row["paper_value"] is None:
+                    row["paper_value"] = r["paper"]
+                row[f"ours_{profile}"] = r["ours"]
+                row[f"std_{profile}"] = r.get("ours_std")
+                row[f"agrees_{profile}"] = r["agrees"]
+        out.extend(merged.values())
+    return out
+
+
+def _summary(rows: Sequence[Dict[str, Any]], profile: str) -> str:
+    calls = [r[f"agrees_{profile}"] for r in rows if r[f"agrees_{profile}"] is not None]
+    if not calls:
+        return f"{profile}: no ordering comparisons"
+    return f"{profile}: {sum(calls)} of {len(calls)} orderings agree with the paper"
+
+
+def render_scoreboard(results_dir: Optional[os.PathLike] = None) -> str:
+    """The scoreboard as MyST Markdown (no top-level heading: the including page gives it one)."""
+    docs = all_results(results_dir)
+    lines = ["<!-- Generated by `restore-core book scoreboard` from book/results/*.json: do not edit by hand. -->",
+             ""]
+    if not docs:
+        lines += ["No chapter has stored results yet, so there is nothing to compare with the papers. Run "
+                  "`make book` (or `restore-core book run --profile quick`) to execute the chapters; each "
+                  "reproduction chapter writes `book/results/<chapter>.<profile>.json` and this table is "
+                  "regenerated from those files.", ""]
+        return "\n".join(lines)
+
+    rows = scoreboard_rows(docs)
+    profiles = [p for p in PROFILE_ORDER if any(d["profile"] == p for d in docs)]
+    lines += [f"{len(rows)} numbers from {len({(d['paper'], d['table']) for d in docs})} paper tables "
+              f"({', '.join(_summary(rows, p) for p in profiles)}). "
+              f"**Order** tells whether our difference to the chapter's reference variant (marked *ref*) has the "
+              f"paper's sign: {AGREES} agrees, {DISAGREES} disagrees, {NO_CALL} no call (reference row, tie or "
+              f"no paper number). Our runs are far smaller than the papers' (see *Scale* below), so absolute "
+              f"values are not comparable; orderings are what a small run can test.", ""]
+    header = ["Paper", "Table", "Variant", "Dataset", "Metric", "Paper value"]
+    for p in profiles:
+        header += [f"Ours ({p})", f"Order ({p})"]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join(["---"] * 5 + ["--:"] + ["--:", ":-:"] * len(profiles)) + "|")
+    for r in rows:
+        variant = r["variant"] + (" (*ref*)" if r["reference"] else "")
+        cells = [r["paper"], r["table"], variant, r["dataset"], r["metric"], format_value(r["paper_value"])]
+        for p in profiles:
+            cells += [format_value(r[f"ours_{p}"], r[f"std_{p}"]),
+                      _agreement_mark(r[f"agrees_{p}"]) if r[f"ours_{p}"] is not None else ""]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    lines += ["", "**Scale of each reproduction** (as the chapter states it) and where it was run:", ""]
+    for (paper, table, chapter), by_profile in _group_documents(docs).items():
+        for p in PROFILE_ORDER:
+            doc = by_profile.get(p)
+            if doc is None:
+                continue
+            prov = doc.get("provenance", {})
+            where = ", ".join(str(prov[k]) for k in ("device", "commit", "date") if prov.get(k))
+            lines.append(f"- {_cell(paper)}, {_cell(table)} — chapter `{chapter}`, {p} profile: "
+                         f"{_cell(doc['scale'])}" + (f" ({_cell(where)})" if where else ""))
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
+    if path.exists() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+    return True
+
+
+def write_scoreboard(results_dir: Optional[os.PathLike] = None, path: Optional[os.PathLike] = None) -> Path:
+    """Render the scoreboard and write it (atomically, only when it changed); returns the file's path."""
+    target = Path(path) if path is not None else GENERATED_PATH
+    _write_if_changed(target, render_scoreboard(results_dir))
+    return target
+
+
+def _on_builder_inited(app: Any) -> None:
+    """Sphinx hook: regenerate the include before any page is read (config values ``scoreboard_results_dir``
+    and ``scoreboard_path`` override book/results and book/_generated/scoreboard.md)."""
+    write_scoreboard(app.config.scoreboard_results_dir, app.config.scoreboard_path)
+
+
+def setup(app: Any) -> Dict[str, Any]:
+    """Sphinx extension entry point (``sphinx.extra_extensions: [restore_core.book.scoreboard]``)."""
+    app.add_config_value("scoreboard_results_dir", None, "env")
+    app.add_config_value("scoreboard_path", None, "env")
+    app.connect("builder-inited", _on_builder_inited)
+    return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}

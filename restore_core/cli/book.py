@@ -1,0 +1,60 @@
+"""``restore-core book``: execute the book's chapters (``run``) and regenerate its scoreboard (``scoreboard``)."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: "argparse._SubParsersAction") -> None:
+    p = sub.add_parser("book", help="execute the book's chapters; regenerate the scoreboard",
+                       description="Execute the executable book and regenerate its landing-page scoreboard.")
+    bsub = p.add_subparsers(dest="book_command", metavar="ACTION")
+    bsub.required = True
+
+    r = bsub.add_parser(
+        "run", help="execute every chapter in _toc.yml with papermill, then regenerate the scoreboard",
+        description="Execute the chapters listed in _toc.yml (papermill, kernel python3, cwd book/). "
+                    "quick: in place (the committed outputs); full: into book/_executed/full/, results to "
+                    "book/results/. Stops at the first failing chapter.")
+    r.add_argument("--profile", choices=("quick", "full"), default="quick",
+                   help="quick: CPU, minutes, executed in place; full: GPU profile (default: quick)")
+    r.add_argument("--chapters", nargs="+", metavar="NAME",
+                   help="only these chapters (notebook stem, name without number, or prefix such as 01)")
+    r.add_argument("--device", default=None, help="device parameter for the chapters (e.g. cuda, cuda:1, cpu)")
+    r.add_argument("--seed", type=int, default=0, help="seed parameter for the chapters (default 0)")
+    r.add_argument("--out-dir", default=None,
+                   help="out_dir parameter for the chapters: where they store what they write "
+                        "(default: their own default, book/results/)")
+    r.add_argument("--nproc", type=int, default=1,
+                   help="processes per node for chapters that train under torchrun (multi-GPU full profile); "
+                        "exported to the kernels as RESTORE_CORE_BOOK_NPROC")
+    r.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds (default: none)")
+    r.add_argument("--toc", default=None, help="table of contents (default: the repository's _toc.yml)")
+    r.add_argument("--log-output", action="store_true", help="echo the notebooks' output while they run")
+    r.set_defaults(func=run)
+
+    s = bsub.add_parser("scoreboard", help="write book/_generated/scoreboard.md from book/results/*.json",
+                        description="Regenerate the landing page's scoreboard from the stored results.")
+    s.add_argument("--results-dir", default=None, help="results folder (default book/results)")
+    s.add_argument("--output", default=None, help="output file (default book/_generated/scoreboard.md)")
+    s.set_defaults(func=scoreboard)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..book.runner import REPO_ROOT, ChapterFailed, run_book
+    from . import CLIError
+
+    try:
+        run_book(profile=args.profile, chapters=args.chapters, device=args.device, seed=args.seed,
+                 out_dir=args.out_dir, nproc=args.nproc, toc=args.toc or REPO_ROOT / "_toc.yml",
+                 log_output=args.log_output, execution_timeout=args.timeout)
+    except ChapterFailed as exc:
+        raise CLIError(str(exc)) from None
+    return 0
+
+
+def scoreboard(args: argparse.Namespace) -> int:
+    from ..book.scoreboard import write_scoreboard
+
+    path = write_scoreboard(args.results_dir, args.output)
+    print(path)
+    return 0
