@@ -1,0 +1,175 @@
+"""Every selective-scan backend against the sequential reference: outputs and all gradients.
+
+Tolerances: float64 1e-10 and float32 1e-5, relative to the largest reference magnitude (floored at 1e-3 so an
+exactly-zero reference gradient, e.g. dA at L = 1, compares in absolute terms). The "native" backend is
+built once per machine (cached); with a C++ compiler present, a failed build fails these tests.
+"""
+import logging
+import math
+
+import pytest
+import torch
+
+from restore_core.ssm import native, scan
+from restore_core.ssm.scan import list_backends, selective_scan
+
+HAS_COMPILER = native.compiler() is not None
+BACKENDS = ["chunked", "native"]
+TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
+NAMES = ["out", "last", "u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
+
+
+def _need(backend):
+    if backend == "native" and not HAS_COMPILER:
+        pytest.skip("no C++ compiler on this machine: 'native' is unavailable by design")
+
+
+def mamba_inputs(nb, d, length, n, groups, dtype, *, grouped=True, dt_scale=1.0, seed=0):
+    """Mamba's initialisation: A = -(1..N) per channel, delta_bias = softplus^-1(log-uniform [1e-3, 0.1])."""
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randn(nb, d, length, generator=g, dtype=dtype)
+    delta = torch.randn(nb, d, length, generator=g, dtype=dtype) * 0.5 * dt_scale
+    A = -torch.arange(1, n + 1, dtype=dtype).repeat(d, 1)
+    dt0 = torch.exp(torch.rand(d, generator=g, dtype=dtype) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
+    delta_bias = dt0 + torch.log(-torch.expm1(-dt0))
+    shape = (nb, groups, n, length) if grouped else (nb, n, length)
+    B = torch.randn(*shape, generator=g, dtype=dtype)
+    C = torch.randn(*shape, generator=g, dtype=dtype)
+    D = torch.randn(d, generator=g, dtype=dtype)
+    z = torch.randn(nb, d, length, generator=g, dtype=dtype)
+    return [u, delta, A, B, C, D, z, delta_bias]
+
+
+def run(backend, args, softplus=True):
+    """Output, last state and the gradients of a loss touching both."""
+    xs = [a.detach().clone().requires_grad_() for a in args]
+    out, last = selective_scan(*xs, delta_softplus=softplus, return_last_state=True, backend=backend)
+    w = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
+    loss = (out * w).sum() + (out ** 2).sum() * 0.1 + (last * last.flip(-1)).sum()
+    loss.backward()
+    return [out.detach(), last.detach()] + [x.grad for x in xs]
+
+
+def assert_close(got, want, tol, names=NAMES):
+    for name, a, r in zip(names, got, want):
+        assert a is not None and r is not None, name
+        assert a.shape == r.shape, (name, a.shape, r.shape)
+        err = (a.double() - r.double()).abs().max().item() / max(r.abs().max().item(), 1e-3)
+        assert err < tol, f"{name}: relative error {err:.2e} >= {tol:.0e}"
+
+
+def test_backends_registered():
+    assert {"ref", "cuda", "native", "chunked"} <= set(list_backends())
+    assert list_backends().index("native") < list_backends().index("chunked") < list_backends().index("ref")
+
+
+def test_native_builds_when_compiler_present():
+    if HAS_COMPILER:
+        ext = native.load()  # raises (fails the test) if the build is broken
+        assert ext.vector_lanes(False) in (4, 8, 16)
+        assert native.is_available()
+    else:
+        assert not native.is_available()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("length,grouped", [(1, True), (7, False), (33, True), (257, True)])
+def test_matches_reference(backend, dtype, length, grouped):
+    _need(backend)
+    args = mamba_inputs(2, 6, length, 5, 3, dtype, grouped=grouped)
+    assert_close(run(backend, args), run("ref", args), TOL[dtype])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_optional_arguments_absent(backend):
+    _need(backend)
+    u, delta, A, B, C, _, _, _ = mamba_inputs(1, 4, 33, 16, 1, torch.float64, grouped=False)
+    args = [u, delta.abs(), A, B, C, None, None, None]
+    got = selective_scan(*args, backend=backend)
+    want = selective_scan(*args, backend="ref")
+    assert_close([got], [want], TOL[torch.float64], names=["out"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_non_contiguous_inputs(backend):
+    _need(backend)
+    dtype = torch.float32
+    u, delta, A, B, C, D, z, bias = mamba_inputs(2, 8, 65, 16, 2, dtype)
+    u_t = u.transpose(1, 2).contiguous().transpose(1, 2)            # (Bt, D, L) view of a (Bt, L, D) tensor
+    wide = torch.randn(2, 2, 16, 130, dtype=dtype)
+    B_s = wide[..., ::2]                                             # strided along L
+    A_t = A.t().contiguous().t()
+    args_nc = [u_t, delta, A_t, B_s, C, D, z, bias]
+    args_c = [a.contiguous() for a in args_nc]
+    assert not u_t.is_contiguous() and not B_s.is_contiguous() and not A_t.is_contiguous()
+    assert_close(run(backend, args_nc), run("ref", args_c), TOL[dtype])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("dt_shift", [3.0, 60.0])
+def test_large_dt_never_overflows(backend, dtype, dt_shift):
+    """Δ·A per step of ~50 and ~1000: the factorised chunk form would overflow exp(-cumsum) (PERF pitfall 2)."""
+    _need(backend)
+    args = mamba_inputs(1, 4, 129, 16, 2, dtype)
+    args[1] = args[1] + dt_shift
+    got, want = run(backend, args), run("ref", args)
+    assert all(torch.isfinite(g).all() for g in got)
+    assert_close(got, want, TOL[dtype])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradcheck_float64(backend):
+    _need(backend)
+    args = [a.requires_grad_() for a in mamba_inputs(1, 4, 11, 3, 2, torch.float64)]
+
+    def f(*xs):
+        out, last = selective_scan(*xs, delta_softplus=True, return_last_state=True, backend=backend)
+        return out, last
+
+    assert torch.autograd.gradcheck(f, args, eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+def test_native_is_deterministic():
+    _need("native")
+    args = mamba_inputs(2, 6, 100, 16, 3, torch.float32)
+    a, b = run("native", args), run("native", args)
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+
+
+def test_native_half_precision_inputs_compute_in_float32():
+    _need("native")
+    args = mamba_inputs(1, 4, 20, 16, 1, torch.float32)
+    got = selective_scan(*[a.to(torch.bfloat16) for a in args], delta_softplus=True, backend="native")
+    want = selective_scan(*[a.to(torch.bfloat16).float() for a in args], delta_softplus=True, backend="ref")
+    assert got.dtype == torch.bfloat16
+    assert (got.float() - want).abs().max().item() <= 1e-2 * want.abs().max().item()
+
+
+def test_auto_order_and_fallback(monkeypatch, caplog):
+    u = torch.randn(1, 2, 5)
+    expected = "native" if HAS_COMPILER else "chunked"
+    assert list_backends(u)[0] == expected
+    monkeypatch.setattr(scan, "_LOGGED", set())
+    args = mamba_inputs(1, 2, 5, 4, 1, torch.float32, grouped=False)
+    with caplog.at_level(logging.INFO, logger="restore_core.ssm.scan"):
+        selective_scan(*args, backend="auto")
+        selective_scan(*args, backend="auto")
+    chosen = [r for r in caplog.records if "selective_scan: backend" in r.getMessage()]
+    assert len(chosen) == 1 and repr(expected) in chosen[0].getMessage()
+    # Without a compiler "native" is unavailable (not an error) and "auto" falls back to "chunked".
+    monkeypatch.setattr(native, "_ext", None)
+    monkeypatch.setattr(native, "_unavailable_reason", None)
+    monkeypatch.setattr(native, "compiler", lambda: None)
+    assert "native" not in list_backends(u)
+    assert list_backends(u)[0] == "chunked"
+    with pytest.raises(RuntimeError, match="not available"):
+        selective_scan(*args, backend="native")
+
+
+def test_bad_shapes_raise_clear_errors():
+    args = mamba_inputs(1, 6, 8, 4, 4, torch.float32)  # 6 channels are not divisible by 4 groups
+    with pytest.raises(ValueError, match="divisible"):
+        selective_scan(*args, backend="chunked")
