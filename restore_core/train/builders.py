@@ -2,8 +2,8 @@
 
 The network comes from :func:`restore_core.models.build_model` (``network_g.type`` = registered architecture,
 ``preset``, other keys = constructor overrides; the top-level ``scale`` fills the arch's ``upscale``/``scale``
-field). Datasets and metrics come from :mod:`restore_core.data` and :mod:`restore_core.metrics`; their
-arguments are checked against the registered function's signature so a misspelled key names its config path.
+field). Datasets come from :mod:`restore_core.data`; their arguments are checked against the registered
+dataset's signature so a misspelled key names its config path. Metrics: see :mod:`restore_core.train.evaluate`.
 """
 from __future__ import annotations
 
@@ -135,20 +135,3 @@ def build_train_dataset(cfg: TrainConfig) -> Any:
 
 def build_val_dataset(cfg: TrainConfig) -> Optional[Any]:
     return build_dataset(cfg, "val")
-
-
-# --------------------------------------------------------------------------------------------------------------
-# metrics
-
-def metric_function(type_name: str) -> Callable[..., Any]:
-    """The metric registered under ``type_name`` in :mod:`restore_core.metrics` (e.g. ``calculate_psnr``)."""
-    from .. import metrics
-
-    registry = getattr(metrics, "METRICS", None)
-    if registry is not None and type_name in registry:
-        return registry.get(type_name)
-    fn = getattr(metrics, type_name, None)
-    if callable(fn):
-        return fn
-    known = ", ".join(registry.names()) if registry is not None else "none"
-    raise ConfigError(f"unknown metric {type_name!r}; known: {known}")

@@ -42,6 +42,66 @@ def _metric_options(metrics: Mapping[str, Any]) -> Dict[str, MetricOptions]:
     return out
 
 
+# config ``type`` -> (module in restore_core.metrics, function, how it is called)
+#   "pair":   fn(output, target, **params), (H, W, C) arrays on the 0-255 scale (BasicSR's calculate_psnr/ssim)
+#   "fused":  fn(fused), gray (H, W) on 0-255;  "fusion": fn(fused, ir, vis) (CDDFuse's order: A = IR, B = VIS)
+METRIC_TYPES: Dict[str, tuple] = {
+    "calculate_psnr": ("psnr_ssim", "psnr", "pair"), "psnr": ("psnr_ssim", "psnr", "pair"),
+    "calculate_ssim": ("psnr_ssim", "ssim", "pair"), "ssim": ("psnr_ssim", "ssim", "pair"),
+    "EN": ("fusion", "entropy", "fused"), "SD": ("fusion", "standard_deviation", "fused"),
+    "SF": ("fusion", "spatial_frequency", "fused"), "AG": ("fusion", "average_gradient", "fused"),
+    "MI": ("fusion", "mutual_information_fusion", "fusion"), "SCD": ("fusion", "scd", "fusion"),
+    "VIF": ("fusion", "vif_fusion", "fusion"), "Qabf": ("fusion", "qabf", "fusion"),
+    "SSIM": ("fusion", "ssim_fusion", "fusion"),
+}
+_PARAM_ALIASES = {"test_y_channel": "y_channel"}  # BasicSR's key -> restore_core.metrics' argument
+
+
+class Metric:
+    """A configured metric: the function of :mod:`restore_core.metrics` and its arguments.
+
+    Restoration outputs and targets are rounded to 8 bits first (``quantize=True``, BasicSR's ``tensor2img``),
+    so the numbers are those of the saved PNGs, as the papers report them.
+    """
+
+    def __init__(self, name: str, opt: MetricOptions) -> None:
+        import importlib
+        import inspect
+
+        if opt.type not in METRIC_TYPES:
+            raise ValueError(f"val.metrics.{name}.type: unknown metric {opt.type!r}; known: "
+                             f"{', '.join(METRIC_TYPES)}")
+        module, fn_name, self.kind = METRIC_TYPES[opt.type]
+        self.name = name
+        self.fn = getattr(importlib.import_module(f"restore_core.metrics.{module}"), fn_name)
+        params = {_PARAM_ALIASES.get(k, k): v for k, v in opt.params.items()}
+        self.quantize = bool(params.pop("quantize", True))
+        accepted = inspect.signature(self.fn).parameters
+        bad = sorted(k for k in params if k not in accepted)
+        if bad:
+            n_images = {"pair": 2, "fused": 1, "fusion": 3}[self.kind]
+            valid = list(accepted)[n_images:] + ["quantize"]
+            raise ValueError(f"val.metrics.{name}: unknown option(s) {bad} for {opt.type}; valid: {valid}")
+        self.params = params
+
+    def _arr(self, x: Tensor) -> Any:
+        """(1, C, H, W) in [0, 1] -> (H, W, C) float64 on 0-255 (rounded when quantizing)."""
+        a = x[0].detach().double().clamp(0, 1).mul(255.0)
+        if self.quantize:
+            a = a.round()
+        return a.permute(1, 2, 0).cpu().numpy()
+
+    def __call__(self, out: Tensor, *refs: Tensor) -> float:
+        """out and refs: (1, C, H, W) in [0, 1]; refs = (target,) or, for fusion, (vis_y, ir)."""
+        if self.kind == "pair":
+            return float(self.fn(self._arr(out), self._arr(refs[0]), **self.params))
+        fused = self._arr(out)[:, :, 0]
+        if self.kind == "fused":
+            return float(self.fn(fused, **self.params))
+        vis, ir = self._arr(refs[0])[:, :, 0], self._arr(refs[1])[:, :, 0]
+        return float(self.fn(fused, ir, vis, **self.params))
+
+
 def restore(model: nn.Module, lq: Tensor, *, scale: int = 1, tile: Optional[int] = None, tile_overlap: int = 32,
             self_ensemble: bool = False) -> Tensor:
     """Run ``model`` on a batch of full images, tiled and/or self-ensembled when asked.
@@ -51,14 +111,13 @@ def restore(model: nn.Module, lq: Tensor, *, scale: int = 1, tile: Optional[int]
     """
     if tile is None and not self_ensemble:
         return model(lq)
-    from .. import inference
+    from ..inference import restore_tensor
 
-    return inference.restore(model, lq, scale=scale, tile=tile, tile_overlap=tile_overlap,
-                             self_ensemble=self_ensemble)
-
-
-def _item(x: Any) -> float:
-    return float(x.item()) if isinstance(x, Tensor) else float(x)
+    out = restore_tensor(model, lq, tile=tile, tile_overlap=tile_overlap, use_self_ensemble=self_ensemble,
+                         device=lq.device)
+    if out.shape[-1] != lq.shape[-1] * scale:
+        raise ValueError(f"the model's output width {out.shape[-1]} is not scale {scale} x {lq.shape[-1]}")
+    return out.to(lq.device)
 
 
 def _pair(item: Any, task: str) -> tuple:
@@ -85,15 +144,14 @@ def evaluate(model: nn.Module, dataset: Any, metrics: Mapping[str, Any], *, scal
 
     dataset items: dicts with "lq"/"gt" (restoration) or "vis"/"ir" (fusion) tensors (C, H, W) in [0, 1], or
     pairs; an optional "name". metrics: ``{name: {type: calculate_psnr, crop_border: 2, test_y_channel: true}}``
-    (or :class:`~restore_core.train.config.MetricOptions`). Restoration metrics are called as
-    ``fn(pred, gt, **params)`` and fusion metrics as ``fn(fused, vis, ir, **params)`` with (1, C, H, W)
-    tensors in [0, 1] (outputs clamped to [0, 1]).
+    (or :class:`~restore_core.train.config.MetricOptions`); types are the keys of :data:`METRIC_TYPES`
+    (BasicSR's calculate_psnr / calculate_ssim, and the fusion metrics EN, SD, SF, AG, MI, SCD, VIF, Qabf,
+    SSIM, scored on the visible image's Y and the infrared image).
     """
-    from .builders import metric_function
     from .trainer import luma
 
     opts = _metric_options(metrics)
-    fns = {name: metric_function(m.type) for name, m in opts.items()}
+    fns = {name: Metric(name, m) for name, m in opts.items()}
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -112,13 +170,13 @@ def evaluate(model: nn.Module, dataset: Any, metrics: Mapping[str, Any], *, scal
             row: Dict[str, Any] = {"name": _name(item, i)}
             if task == "fusion":
                 fused = model(a, b).float().clamp(0, 1)
-                for name, m in opts.items():
-                    row[name] = _item(fns[name](fused, luma(a.float()), b.float(), **m.params))
+                for name in opts:
+                    row[name] = fns[name](fused, luma(a.float()), b.float())
             else:
                 pred = restore(model, a, scale=scale, tile=tile, tile_overlap=tile_overlap,
                                self_ensemble=self_ensemble).float().clamp(0, 1)
-                for name, m in opts.items():
-                    row[name] = _item(fns[name](pred, b.float(), **m.params))
+                for name in opts:
+                    row[name] = fns[name](pred, b.float())
             rows.append(row)
     finally:
         model.train(was_training)

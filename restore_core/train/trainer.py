@@ -124,14 +124,12 @@ def fusion_pair(batch: Any) -> Tuple[Tensor, Tensor]:
 
 
 def luma(x: Tensor) -> Tensor:
-    """The Y channel (BT.601, [0, 1] range, as MATLAB's rgb2ycbcr / FusionMamba's inputs) of (Bt, 3, H, W);
-    (Bt, 1, H, W) passes through."""
-    if x.shape[1] == 1:
-        return x
-    if x.shape[1] != 3:
-        raise ValueError(f"expected 1 or 3 channels, got {x.shape[1]}")
-    w = torch.tensor([65.481, 128.553, 24.966], dtype=x.dtype, device=x.device) / 255.0
-    return (x * w[None, :, None, None]).sum(1, keepdim=True) + 16.0 / 255.0
+    """Full-range BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` of (Bt, 3, H, W) -> (Bt, 1, H, W); one channel
+    passes through. The fusion papers (SeAFusion's ``RGB2YCrCb``, which FusionMamba uses) fuse this Y; it is
+    :func:`restore_core.data.io.convert_channels`'s gray conversion."""
+    from ..data.io import convert_channels
+
+    return convert_channels(x, 1)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -149,9 +147,10 @@ class Trainer:
         self.device = self.dist.device
         check_same_config(self.dist, cfg.hash())
         seed_all(cfg.manual_seed)
-        if self.device.type == "cpu" and cfg.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
         if self.device.type == "cuda" and cfg.deterministic:
+            # CPU kernels are already deterministic for a fixed thread count (the exact-resume test checks it);
+            # the switch is not set on CPU because it costs a ~6 s import of torch._inductor per process
+            torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
 
         self.save_checkpoints = save_checkpoints
