@@ -11,6 +11,8 @@ from typing import List, Optional
 # module name -> sub-command(s) it registers
 _COMMAND_MODULES = [
     "models",
+    "train",
+    "eval",
     "book",
 ]
 

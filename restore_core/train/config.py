@@ -363,11 +363,12 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"train.ema_decay: must be in [0, 1), got {t.ema_decay}")
     if cfg.profile is not None and cfg.profile not in PROFILES:
         raise ConfigError(f"profile: one of {PROFILES}, got {cfg.profile!r}")
-    from .evaluate import METRIC_TYPES
+    from .evaluate import metric_names
 
+    known_metrics = metric_names() if cfg.val.metrics else []
     for name, m in cfg.val.metrics.items():
-        if m.type not in METRIC_TYPES:
-            raise ConfigError(f"val.metrics.{name}.type: unknown metric {m.type!r}; known: {', '.join(METRIC_TYPES)}")
+        if m.type not in known_metrics:
+            raise ConfigError(f"val.metrics.{name}.type: unknown metric {m.type!r}; known: {', '.join(known_metrics)}")
         if m.better not in ("higher", "lower"):
             raise ConfigError(f"val.metrics.{name}.better: higher or lower, got {m.better!r}")
     from .losses import build_loss

@@ -42,46 +42,46 @@ def _metric_options(metrics: Mapping[str, Any]) -> Dict[str, MetricOptions]:
     return out
 
 
-# config ``type`` -> (module in restore_core.metrics, function, how it is called)
-#   "pair":   fn(output, target, **params), (H, W, C) arrays on the 0-255 scale (BasicSR's calculate_psnr/ssim)
-#   "fused":  fn(fused), gray (H, W) on 0-255;  "fusion": fn(fused, ir, vis) (CDDFuse's order: A = IR, B = VIS)
-METRIC_TYPES: Dict[str, tuple] = {
-    "calculate_psnr": ("psnr_ssim", "psnr", "pair"), "psnr": ("psnr_ssim", "psnr", "pair"),
-    "calculate_ssim": ("psnr_ssim", "ssim", "pair"), "ssim": ("psnr_ssim", "ssim", "pair"),
-    "EN": ("fusion", "entropy", "fused"), "SD": ("fusion", "standard_deviation", "fused"),
-    "SF": ("fusion", "spatial_frequency", "fused"), "AG": ("fusion", "average_gradient", "fused"),
-    "MI": ("fusion", "mutual_information_fusion", "fusion"), "SCD": ("fusion", "scd", "fusion"),
-    "VIF": ("fusion", "vif_fusion", "fusion"), "Qabf": ("fusion", "qabf", "fusion"),
-    "SSIM": ("fusion", "ssim_fusion", "fusion"),
-}
+# BasicSR's metric names -> restore_core.metrics.METRICS names
+METRIC_ALIASES: Dict[str, str] = {"calculate_psnr": "psnr", "calculate_ssim": "ssim", "SSIM": "SSIM_fusion"}
 _PARAM_ALIASES = {"test_y_channel": "y_channel"}  # BasicSR's key -> restore_core.metrics' argument
 
 
-class Metric:
-    """A configured metric: the function of :mod:`restore_core.metrics` and its arguments.
+def metric_names() -> List[str]:
+    """The metric ``type`` names a config may use (the registry's and BasicSR's aliases)."""
+    from ..metrics import METRICS
 
-    Restoration outputs and targets are rounded to 8 bits first (``quantize=True``, BasicSR's ``tensor2img``),
-    so the numbers are those of the saved PNGs, as the papers report them.
+    return sorted(set(METRICS.names()) | set(METRIC_ALIASES))
+
+
+class Metric:
+    """A configured metric: a function of :data:`restore_core.metrics.METRICS` and its arguments.
+
+    ``full_reference`` metrics (psnr, ssim) get the output and the target, ``no_reference`` fusion metrics
+    (EN, SD, SF, AG) the fused image, ``fusion`` metrics (MI, SCD, VIF, Qabf, SSIM) the fused image, the
+    infrared and the visible image (CDDFuse's order A = IR, B = VIS), all as float arrays on 0-255.
+    Outputs are rounded to 8 bits first (``quantize: true``, as BasicSR's ``tensor2img``), so the numbers are
+    those of the saved PNGs, as the papers report them.
     """
 
     def __init__(self, name: str, opt: MetricOptions) -> None:
-        import importlib
         import inspect
 
-        if opt.type not in METRIC_TYPES:
+        from ..metrics import METRIC_KIND, METRICS
+
+        key = METRIC_ALIASES.get(opt.type, opt.type)
+        if key not in METRICS:
             raise ValueError(f"val.metrics.{name}.type: unknown metric {opt.type!r}; known: "
-                             f"{', '.join(METRIC_TYPES)}")
-        module, fn_name, self.kind = METRIC_TYPES[opt.type]
-        self.name = name
-        self.fn = getattr(importlib.import_module(f"restore_core.metrics.{module}"), fn_name)
+                             f"{', '.join(metric_names())}")
+        self.name, self.fn, self.kind = name, METRICS.get(key), METRIC_KIND[key]
         params = {_PARAM_ALIASES.get(k, k): v for k, v in opt.params.items()}
         self.quantize = bool(params.pop("quantize", True))
-        accepted = inspect.signature(self.fn).parameters
-        bad = sorted(k for k in params if k not in accepted)
+        accepted = list(inspect.signature(self.fn).parameters)
+        n_images = {"full_reference": 2, "no_reference": 1, "fusion": 3}[self.kind]
+        bad = sorted(k for k in params if k not in accepted[n_images:])
         if bad:
-            n_images = {"pair": 2, "fused": 1, "fusion": 3}[self.kind]
-            valid = list(accepted)[n_images:] + ["quantize"]
-            raise ValueError(f"val.metrics.{name}: unknown option(s) {bad} for {opt.type}; valid: {valid}")
+            raise ValueError(f"val.metrics.{name}: unknown option(s) {bad} for {opt.type}; valid: "
+                             f"{accepted[n_images:] + ['quantize']}")
         self.params = params
 
     def _arr(self, x: Tensor) -> Any:
@@ -93,10 +93,10 @@ class Metric:
 
     def __call__(self, out: Tensor, *refs: Tensor) -> float:
         """out and refs: (1, C, H, W) in [0, 1]; refs = (target,) or, for fusion, (vis_y, ir)."""
-        if self.kind == "pair":
+        if self.kind == "full_reference":
             return float(self.fn(self._arr(out), self._arr(refs[0]), **self.params))
         fused = self._arr(out)[:, :, 0]
-        if self.kind == "fused":
+        if self.kind == "no_reference":
             return float(self.fn(fused, **self.params))
         vis, ir = self._arr(refs[0])[:, :, 0], self._arr(refs[1])[:, :, 0]
         return float(self.fn(fused, ir, vis, **self.params))
@@ -144,9 +144,9 @@ def evaluate(model: nn.Module, dataset: Any, metrics: Mapping[str, Any], *, scal
 
     dataset items: dicts with "lq"/"gt" (restoration) or "vis"/"ir" (fusion) tensors (C, H, W) in [0, 1], or
     pairs; an optional "name". metrics: ``{name: {type: calculate_psnr, crop_border: 2, test_y_channel: true}}``
-    (or :class:`~restore_core.train.config.MetricOptions`); types are the keys of :data:`METRIC_TYPES`
-    (BasicSR's calculate_psnr / calculate_ssim, and the fusion metrics EN, SD, SF, AG, MI, SCD, VIF, Qabf,
-    SSIM, scored on the visible image's Y and the infrared image).
+    (or :class:`~restore_core.train.config.MetricOptions`); types are :func:`metric_names` (BasicSR's
+    calculate_psnr / calculate_ssim, and the fusion metrics EN, SD, SF, AG, MI, SCD, VIF, Qabf, SSIM, scored
+    on the visible image's Y and the infrared image).
     """
     from .trainer import luma
 
