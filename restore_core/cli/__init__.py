@@ -11,6 +11,7 @@ from typing import List, Optional
 # module name -> sub-command(s) it registers
 _COMMAND_MODULES = [
     "models",
+    "data",
     "train",
     "eval",
     "book",

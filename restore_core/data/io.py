@@ -1,0 +1,184 @@
+"""Image reading and writing with defined conversions and clear errors.
+
+Conventions (used by every dataset and chapter):
+
+* ``read_image(path)`` -> float32 tensor ``(C, H, W)`` in ``[0, 1]``. 8-bit files are divided by 255,
+  16-bit files by 65535. Palette images are expanded to RGB, alpha is dropped (never blended), CMYK -> RGB by
+  Pillow.
+* ``channels=3`` turns gray into RGB by repeating the one plane; ``channels=1`` turns RGB into gray with the
+  BT.601 luma weights ``0.299 R + 0.587 G + 0.114 B`` (what OpenCV's ``COLOR_RGB2GRAY`` and Pillow's ``"L"``
+  use; PSNR-on-Y uses the *studio-range* Y of :func:`restore_core.metrics.rgb_to_y`, which is different).
+* ``write_image(path, x)`` rounds to 8 (or 16) bits and writes atomically (temporary file + ``os.replace``).
+
+Errors name the problem: a missing file (``FileNotFoundError``), a file that is not an image, an unsupported
+channel count, an image smaller than a requested crop (:class:`ImageFormatError`, a ``ValueError``).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+PathLike = Union[str, os.PathLike]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+LUMA_BT601 = (0.299, 0.587, 0.114)
+
+
+class ImageFormatError(ValueError):
+    """An image file that cannot be used: not an image, wrong channel count, too small."""
+
+
+def is_image_file(path: PathLike) -> bool:
+    """True if ``path`` has one of :data:`IMAGE_EXTENSIONS` (case-insensitive)."""
+    return str(path).lower().endswith(IMAGE_EXTENSIONS)
+
+
+def read_image_uint(path: PathLike) -> np.ndarray:
+    """Read an image file as an integer array without changing its bit depth.
+
+    Returns ``(H, W)`` or ``(H, W, 3)`` of dtype uint8, or uint16 for 16-bit files.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"image file not found: {path}")
+    if path.is_dir():
+        raise ImageFormatError(f"{path} is a directory, not an image file")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+                arr = np.asarray(im, dtype=np.uint16)
+            elif mode == "I":  # 16-bit PNGs often open as 32-bit ints holding 0..65535
+                arr = np.asarray(im, dtype=np.int64)
+                if arr.min() < 0 or arr.max() > 65535:
+                    raise ImageFormatError(f"{path}: 32-bit integer image with values outside 0..65535")
+                arr = arr.astype(np.uint16)
+            elif mode == "F":
+                raise ImageFormatError(f"{path}: floating-point image files are not supported")
+            elif mode in ("L", "1"):
+                arr = np.asarray(im.convert("L"), dtype=np.uint8)
+            elif mode == "LA":
+                arr = np.asarray(im.convert("L"), dtype=np.uint8)
+            else:  # RGB, RGBA, P, CMYK, YCbCr, ...
+                arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except UnidentifiedImageError:
+        raise ImageFormatError(f"{path} is not a readable image file") from None
+    except OSError as exc:  # truncated or corrupt files
+        raise ImageFormatError(f"{path} could not be decoded: {exc}") from None
+    return arr
+
+
+def to_float_tensor(arr: np.ndarray) -> torch.Tensor:
+    """Integer or float image array -> float32 tensor ``(C, H, W)`` in [0, 1].
+
+    arr: ``(H, W)`` or ``(H, W, C)``; uint8 is divided by 255, uint16 by 65535, floats are kept as they are.
+    """
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3:
+        raise ImageFormatError(f"expected an (H, W) or (H, W, C) image array, got shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        x = arr.astype(np.float32) / 255.0
+    elif arr.dtype == np.uint16:
+        x = arr.astype(np.float32) / 65535.0
+    elif np.issubdtype(arr.dtype, np.floating):
+        x = arr.astype(np.float32)
+    else:
+        raise ImageFormatError(f"unsupported image dtype {arr.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+
+def convert_channels(x: torch.Tensor, channels: Optional[int]) -> torch.Tensor:
+    """Convert between gray and RGB with the conventions of this module.
+
+    x: ``(C, H, W)`` or ``(Bt, C, H, W)`` with C in {1, 3}. ``channels=None`` keeps C.
+    """
+    c = x.shape[-3]
+    if c not in (1, 3):
+        raise ImageFormatError(f"images must have 1 or 3 channels, got {c}")
+    if channels is None or channels == c:
+        return x
+    if channels == 3:
+        return x.expand(*x.shape[:-3], 3, *x.shape[-2:]).clone()
+    if channels == 1:
+        w = torch.tensor(LUMA_BT601, dtype=x.dtype, device=x.device).view(3, 1, 1)
+        return (x * w).sum(dim=-3, keepdim=True)
+    raise ImageFormatError(f"channels must be 1 or 3, got {channels}")
+
+
+def read_image(path: PathLike, channels: Optional[int] = None, min_size: int = 0) -> torch.Tensor:
+    """Read a PNG/JPEG/BMP/TIFF (8- or 16-bit, gray or colour) as a float32 tensor ``(C, H, W)`` in [0, 1].
+
+    channels: None keeps the file's (1 or 3); 1 or 3 converts (see the module docstring).
+    min_size: raise :class:`ImageFormatError` if the height or width is smaller (e.g. a training crop size).
+    """
+    arr = read_image_uint(path)
+    h, w = arr.shape[:2]
+    if min(h, w) < min_size:
+        raise ImageFormatError(f"{path} is {h}x{w}, smaller than the required {min_size}x{min_size}")
+    return convert_channels(to_float_tensor(arr), channels)
+
+
+def tensor_to_uint(x: torch.Tensor, bits: int = 8) -> np.ndarray:
+    """Float tensor ``(C, H, W)`` in [0, 1] -> ``(H, W)`` or ``(H, W, 3)`` uint8/uint16 (clipped, rounded)."""
+    if x.ndim != 3 or x.shape[0] not in (1, 3):
+        raise ImageFormatError(f"expected a (1 or 3, H, W) tensor, got shape {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ImageFormatError("image contains NaN or infinite values")
+    peak = {8: 255.0, 16: 65535.0}.get(bits)
+    if peak is None:
+        raise ValueError(f"bits must be 8 or 16, got {bits}")
+    a = (x.detach().to("cpu", torch.float64).clamp(0, 1) * peak).round().numpy()
+    a = a.astype(np.uint8 if bits == 8 else np.uint16).transpose(1, 2, 0)
+    return a[:, :, 0] if a.shape[2] == 1 else a
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_image_uint(path: PathLike, arr: np.ndarray, quality: int = 95) -> None:
+    """Write a uint8/uint16 ``(H, W)`` or ``(H, W, 3)`` array atomically; format from the extension."""
+    import io
+
+    path = Path(path)
+    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}.get(
+        path.suffix.lower())
+    if fmt is None:
+        raise ImageFormatError(f"cannot write {path}: unknown image extension {path.suffix!r}")
+    if arr.dtype == np.uint16:
+        if fmt != "PNG" or arr.ndim != 2:
+            raise ImageFormatError("16-bit images can be written only as single-channel PNG")
+        im = Image.fromarray(arr)
+    elif arr.dtype == np.uint8:
+        im = Image.fromarray(arr)
+    else:
+        raise ImageFormatError(f"write_image_uint needs uint8 or uint16, got {arr.dtype}")
+    buf = io.BytesIO()
+    kwargs = {"quality": quality} if fmt == "JPEG" else {}
+    im.save(buf, format=fmt, **kwargs)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_image(path: PathLike, x: torch.Tensor, bits: int = 8) -> None:
+    """Write a float tensor ``(C, H, W)`` in [0, 1] (C in {1, 3}) atomically, rounded to ``bits`` (8 or 16)."""
+    write_image_uint(path, tensor_to_uint(x, bits=bits))
