@@ -1,11 +1,14 @@
-"""State-space model core: discretization, the selective scan and its backends, 2D scan orders, SS2D."""
-from .discretize import (DISCRETIZATIONS, causal_conv, convergence_order, discrete_step_response, discretize, discretize_bilinear,
+"""State-space model core: discretization, the selective scan and its backends, 2D scan orders, SS2D.
+
+``restore_core.ssm.discretize`` is the module (its dispatcher is ``restore_core.ssm.discretize.discretize``).
+"""
+from .discretize import (DISCRETIZATIONS, causal_conv, convergence_order, discrete_step_response, discretize_bilinear,
                          discretize_euler, discretize_zoh, piecewise_constant_response, selective_discretize,
                          ssm_convolution, ssm_kernel, ssm_recurrence, step_error, step_response,
                          time_varying_recurrence)
 from .scan import ScanBackend, list_backends, register_backend, selective_scan, selective_scan_ref
 
-__all__ = ["DISCRETIZATIONS", "causal_conv", "convergence_order", "discrete_step_response", "discretize", "discretize_bilinear",
+__all__ = ["DISCRETIZATIONS", "causal_conv", "convergence_order", "discrete_step_response", "discretize_bilinear",
            "discretize_euler", "discretize_zoh", "piecewise_constant_response", "selective_discretize",
            "ssm_convolution", "ssm_kernel", "ssm_recurrence", "step_error", "step_response", "time_varying_recurrence",
            "ScanBackend", "list_backends", "register_backend", "selective_scan", "selective_scan_ref"]
