@@ -15,6 +15,7 @@ _COMMAND_MODULES = [
     "train",
     "eval",
     "book",
+    "bench",
 ]
 
 

@@ -483,11 +483,35 @@ at::Tensor vector_exp(at::Tensor x) {
   return y;
 }
 
+// Compute-bound exp throughput probe: each OpenMP thread evaluates `iters` x 4 vectors of exps in registers.
+// Returns the number of exps evaluated (the caller times the call); the checksum keeps the work alive.
+std::vector<double> exp_throughput(int64_t iters) {
+  using V = Vec<float>::V;
+  double checksum = 0, count = 0;
+#pragma omp parallel reduction(+ : checksum, count)
+  {
+    const float start = -1.0f - 0.01f * (float)omp_get_thread_num();
+    V x0 = splat<V>(start), x1 = x0 - 0.5f, x2 = x0 - 1.0f, x3 = x0 - 1.5f;
+    V a0 = splat<V>(0.f), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t i = 0; i < iters; ++i) {
+      a0 += vexp<float>(x0);
+      a1 += vexp<float>(x1);
+      a2 += vexp<float>(x2);
+      a3 += vexp<float>(x3);
+      x0 -= 1e-6f; x1 -= 1e-6f; x2 -= 1e-6f; x3 -= 1e-6f;
+    }
+    checksum += (double)hsum<float>(a0 + a1 + a2 + a3);
+    count += 4.0 * Vec<float>::W * (double)iters;
+  }
+  return {count, checksum};
+}
+
 int64_t vector_lanes(bool fp64) { return fp64 ? Vec<double>::W : Vec<float>::W; }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("scan_fwd", &scan_fwd, "selective scan forward (CPU)");
   m.def("scan_bwd", &scan_bwd, "selective scan backward (CPU)");
   m.def("vector_exp", &vector_exp, "vectorised polynomial exp (float32)");
+  m.def("exp_throughput", &exp_throughput, "exps evaluated by a register-resident exp loop (timing probe)");
   m.def("vector_lanes", &vector_lanes, "SIMD lanes per state vector");
 }

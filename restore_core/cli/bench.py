@@ -1,0 +1,24 @@
+"""``restore-core bench``: benchmarks; ``restore-core bench scan`` times the selective-scan backends."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: "argparse._SubParsersAction") -> None:
+    p = sub.add_parser("bench", help="benchmarks (scan: selective-scan backends against their floors)",
+                       description="Benchmarks, timed in one process on the same inputs; read the ratios.")
+    what = p.add_subparsers(dest="what", metavar="WHAT")
+    what.required = True
+    from ..bench import add_scan_arguments
+
+    scan = what.add_parser("scan", help="time every available scan backend and mambapy's pscan",
+                           description="Forward and forward+backward medians per backend, the exp and "
+                                       "bandwidth floors, and speed-up ratios.")
+    add_scan_arguments(scan)
+    scan.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bench import run_scan_from_args
+
+    return run_scan_from_args(args)
