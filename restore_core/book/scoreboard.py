@@ -3,8 +3,7 @@
 ``write_scoreboard()`` renders :func:`render_scoreboard` into ``book/_generated/scoreboard.md``, which
 ``book/intro.md`` pulls in with a MyST ``{include}``. Nothing in it is typed by hand: it is rewritten by
 ``restore-core book scoreboard``, by the book runner after the chapters ran, and by Sphinx itself at the start of
-every HTML build (this module is also a Sphinx extension, listed in ``_config.yml``), so the page can never be
-stale or missing. With no results stored yet the page says so plainly.
+every HTML build (:mod:`restore_core.book.sphinx_ext`), so the page can never be stale or missing. With no results stored yet the page says so plainly.
 
 Table layout: one row per (paper, table, variant, dataset, metric); the paper's value, ours in the quick and the
 full profile (mean ± std over seeds where stored), and whether the sign of our difference to the chapter's
@@ -102,6 +101,10 @@ def scoreboard_rows(docs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return out
 
 
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _summary(rows: Sequence[Dict[str, Any]], profile: str) -> str:
     calls = [r[f"agrees_{profile}"] for r in rows if r[f"agrees_{profile}"] is not None]
     if not calls:
@@ -123,7 +126,7 @@ def render_scoreboard(results_dir: Optional[os.PathLike] = None) -> str:
 
     rows = scoreboard_rows(docs)
     profiles = [p for p in PROFILE_ORDER if any(d["profile"] == p for d in docs)]
-    lines += [f"{len(rows)} numbers from {len({(d['paper'], d['table']) for d in docs})} paper tables "
+    lines += [f"{len(rows)} numbers from {_plural(len({(d['paper'], d['table']) for d in docs}), 'paper table')} "
               f"({', '.join(_summary(rows, p) for p in profiles)}). "
               f"**Order** tells whether our difference to the chapter's reference variant (marked *ref*) has the "
               f"paper's sign: {AGREES} agrees, {DISAGREES} disagrees, {NO_CALL} no call (reference row, tie or "
@@ -171,17 +174,3 @@ def write_scoreboard(results_dir: Optional[os.PathLike] = None, path: Optional[o
     target = Path(path) if path is not None else GENERATED_PATH
     _write_if_changed(target, render_scoreboard(results_dir))
     return target
-
-
-def _on_builder_inited(app: Any) -> None:
-    """Sphinx hook: regenerate the include before any page is read (config values ``scoreboard_results_dir``
-    and ``scoreboard_path`` override book/results and book/_generated/scoreboard.md)."""
-    write_scoreboard(app.config.scoreboard_results_dir, app.config.scoreboard_path)
-
-
-def setup(app: Any) -> Dict[str, Any]:
-    """Sphinx extension entry point (``sphinx.extra_extensions: [restore_core.book.scoreboard]``)."""
-    app.add_config_value("scoreboard_results_dir", None, "env")
-    app.add_config_value("scoreboard_path", None, "env")
-    app.connect("builder-inited", _on_builder_inited)
-    return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}
