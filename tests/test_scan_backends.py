@@ -173,3 +173,20 @@ def test_bad_shapes_raise_clear_errors():
     args = mamba_inputs(1, 6, 8, 4, 4, torch.float32)  # 6 channels are not divisible by 4 groups
     with pytest.raises(ValueError, match="divisible"):
         selective_scan(*args, backend="chunked")
+
+
+def test_bench_cli_writes_json(tmp_path):
+    _need("native")
+    from restore_core.cli import main
+
+    path = tmp_path / "scan.json"
+    assert main(["bench", "scan", "--configs", "quick", "--repeats", "1", "--methods", "native",
+                 "--json", str(path)]) == 0
+    import json
+
+    doc = json.loads(path.read_text())
+    res = doc["configs"]["quick"]
+    assert doc["provenance"]["torch"] == torch.__version__
+    assert res["methods"]["native"]["fwd_ms"] > 0 and res["methods"]["native"]["fwd_bwd_ms"] > 0
+    assert res["floors_ms"]["exp_fwd"] > 0 and doc["exp_rate_1e9_per_s"]["vector_exp"] > 0
+    assert main(["bench", "scan", "--configs", "nope"]) == 2
