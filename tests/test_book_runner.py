@@ -1,0 +1,146 @@
+"""The book runner on a tiny temporary book: in-place quick runs, full runs into a copy, parameters and
+profile reaching the kernel, a failing chapter named and never half-written, and the CLI's errors."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from restore_core.book.runner import (ChapterFailed, chapter_parameters, run_book, select_chapters,
+                                      toc_chapters, train_nproc)
+from restore_core.cli import main
+
+PARAMS = 'profile = "quick"\nseed = 0\ndevice = None\nout_dir = None'
+REPORT = ('import os, json\n'
+          'print(profile, os.environ["BOOK_PROFILE"], seed, device, os.environ["RESTORE_CORE_BOOK_NPROC"])\n'
+          'if out_dir is not None:\n'
+          '    open(os.path.join(out_dir, "ran.json"), "w").write(json.dumps({"profile": profile}))\n'
+          'print(os.path.basename(os.getcwd()))')
+
+
+def _nb(*cells: str, tags=("parameters",)) -> dict:
+    def cell(i, src):
+        meta = {"tags": list(tags)} if i == 0 and tags else {}
+        return {"cell_type": "code", "id": f"cell-{i}", "execution_count": None, "metadata": meta, "outputs": [],
+                "source": src}
+
+    return {"nbformat": 4, "nbformat_minor": 5, "cells": [cell(i, s) for i, s in enumerate(cells)],
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                         "language_info": {"name": "python"}}}
+
+
+def _book(root: Path, chapters: dict) -> Path:
+    book = root / "book"
+    book.mkdir(parents=True)
+    (book / "intro.md").write_text("# Intro\n")
+    for name, nb in chapters.items():
+        (book / f"{name}.ipynb").write_text(json.dumps(nb))
+    toc = {"format": "jb-book", "root": "book/intro",
+           "parts": [{"caption": "C", "chapters": [{"file": f"book/{n}"} for n in chapters]}]}
+    (root / "_toc.yml").write_text(yaml.safe_dump(toc))
+    return root / "_toc.yml"
+
+
+def _stdout(nb_path: Path) -> str:
+    nb = json.loads(nb_path.read_text())
+    texts = [o.get("text", "") for c in nb["cells"] for o in c.get("outputs", []) if o.get("name") == "stdout"]
+    return "".join(t if isinstance(t, str) else "".join(t) for t in texts)
+
+
+def _run(toc, **kw):
+    kw.setdefault("scoreboard_path", toc.parent / "scoreboard.md")
+    kw.setdefault("results_dir", toc.parent / "results")
+    return run_book(toc=toc, progress=False, echo=lambda s: None, **kw)
+
+
+def test_quick_runs_in_place_without_injected_parameters(tmp_path):
+    toc = _book(tmp_path, {"01_ok": _nb(PARAMS, REPORT)})
+    timings = _run(toc)
+    nb_path = tmp_path / "book" / "01_ok.ipynb"
+    assert [t.chapter for t in timings] == ["01_ok"] and timings[0].output == nb_path
+    assert _stdout(nb_path) == "quick quick 0 None 1\nbook\n"  # cwd is book/
+    nb = json.loads(nb_path.read_text())
+    assert len(nb["cells"]) == 2  # no "injected-parameters" cell
+    assert nb["metadata"]["papermill"]["output_path"] == str(nb_path)
+    assert "No chapter has stored results yet" in (tmp_path / "scoreboard.md").read_text()
+    assert not list((tmp_path / "book").glob(".*.ipynb"))  # no temporary file left
+
+
+def test_full_runs_into_a_copy_with_parameters(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_PROFILE", "quick")  # as under CI: the runner must override it for the kernel
+    toc = _book(tmp_path, {"01_ok": _nb(PARAMS, REPORT)})
+    source = (tmp_path / "book" / "01_ok.ipynb").read_bytes()
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    timings = _run(toc, profile="full", seed=3, device="cpu", out_dir=out_dir, nproc=2)
+    copy = tmp_path / "book" / "_executed" / "full" / "01_ok.ipynb"
+    assert timings[0].output == copy
+    assert (tmp_path / "book" / "01_ok.ipynb").read_bytes() == source  # committed quick notebook untouched
+    assert _stdout(copy).startswith("full full 3 cpu 2\n")
+    tags = [c["metadata"].get("tags", []) for c in json.loads(copy.read_text())["cells"]]
+    assert ["injected-parameters"] in tags
+    assert json.loads((out_dir / "ran.json").read_text()) == {"profile": "full"}
+    import os
+    assert os.environ["BOOK_PROFILE"] == "quick" and "RESTORE_CORE_BOOK_NPROC" not in os.environ
+
+
+def test_failing_chapter_is_named_and_stops_the_run(tmp_path):
+    bad = _nb(PARAMS, "x = 1", "1 / 0")
+    toc = _book(tmp_path, {"01_ok": _nb(PARAMS, "print('ok')"), "02_bad": bad, "03_after": _nb(PARAMS, "print(3)")})
+    before = (tmp_path / "book" / "02_bad.ipynb").read_text()
+    with pytest.raises(ChapterFailed, match=r"chapter 02_bad failed in cell \[3\]: ZeroDivisionError: division by zero"):
+        _run(toc, chapters=["02_bad", "03"])
+    assert (tmp_path / "book" / "02_bad.ipynb").read_text() == before  # never half-written
+    kept = tmp_path / "book" / "_executed" / "failed" / "02_bad.ipynb"
+    assert "ZeroDivisionError" in kept.read_text()
+    assert _stdout(tmp_path / "book" / "03_after.ipynb") == ""  # the run stopped
+    assert _stdout(tmp_path / "book" / "01_ok.ipynb") == ""  # not selected
+
+
+def test_toc_and_selection(tmp_path):
+    toc = _book(tmp_path, {"01_ssm_discretization": _nb(PARAMS), "02_selective_scan": _nb(PARAMS)})
+    nbs = toc_chapters(toc)
+    assert [p.name for p in nbs] == ["01_ssm_discretization.ipynb", "02_selective_scan.ipynb"]  # intro.md skipped
+    assert [p.stem for p in select_chapters(nbs, ["selective_scan"])] == ["02_selective_scan"]
+    assert [p.stem for p in select_chapters(nbs, ["02", "01_ssm"])] == ["01_ssm_discretization", "02_selective_scan"]
+    with pytest.raises(ValueError, match="no chapter matches 'erf'"):
+        select_chapters(nbs, ["erf"])
+    data = yaml.safe_load(toc.read_text())
+    data["parts"][0]["chapters"].append({"file": "book/99_missing"})
+    toc.write_text(yaml.safe_dump(data))
+    with pytest.raises(FileNotFoundError, match="book/99_missing"):
+        toc_chapters(toc)
+
+
+def test_parameters_only_where_they_differ(tmp_path):
+    assert chapter_parameters("quick") == {}
+    assert chapter_parameters("full", seed=1, device="cuda", out_dir=tmp_path) == {
+        "profile": "full", "seed": 1, "device": "cuda", "out_dir": str(tmp_path.resolve())}
+
+
+def test_train_nproc(monkeypatch):
+    monkeypatch.delenv("RESTORE_CORE_BOOK_NPROC", raising=False)
+    assert train_nproc() == 1
+    monkeypatch.setenv("RESTORE_CORE_BOOK_NPROC", "4")
+    assert train_nproc() == 4
+    monkeypatch.setenv("RESTORE_CORE_BOOK_NPROC", "0")
+    with pytest.raises(ValueError, match="positive integer"):
+        train_nproc()
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    toc = _book(tmp_path, {"01_ok": _nb(PARAMS)})
+    assert main(["book", "run", "--toc", str(toc), "--chapters", "nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("restore-core book: error: no chapter matches 'nope'") and "\n" not in err
+    assert main(["book", "run", "--toc", str(tmp_path / "absent.yml")]) == 2
+    assert "table of contents not found" in capsys.readouterr().err
+
+
+def test_cli_scoreboard(tmp_path, capsys):
+    out = tmp_path / "sb.md"
+    assert main(["book", "scoreboard", "--results-dir", str(tmp_path / "none"), "--output", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    assert "No chapter has stored results yet" in out.read_text()

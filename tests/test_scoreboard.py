@@ -1,0 +1,100 @@
+"""The landing page's scoreboard, generated from results JSON files (temporary ones here)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from restore_core.book.results import save_results
+from restore_core.book.scoreboard import format_value, render_scoreboard, scoreboard_rows, write_scoreboard
+from restore_core.book.results import all_results
+
+
+def _row(variant, paper, ours, dataset="Set5", metric="PSNR", std=None):
+    return {"variant": variant, "dataset": dataset, "metric": metric, "paper": paper, "ours": ours,
+            "ours_std": std, "seeds": None}
+
+
+@pytest.fixture
+def results(tmp_path):
+    """MambaIR's scan ablation in both profiles (quick agrees with the paper's ordering, full does not for
+    one variant) and an RNAN table without a reference variant."""
+    d = tmp_path / "results"
+    paper = {"four": 38.57, "one": 38.53, "two": 38.56}
+    save_results("ablation_scan", "quick", paper="MambaIR", table="Table 3: scan directions",
+                 scale="DIV2K 16 images | 200 iterations", reference_variant="four", out_dir=d,
+                 rows=[_row("four", paper["four"], 30.0), _row("one", paper["one"], 29.5, std=0.01234),
+                       _row("two", paper["two"], 29.9)])
+    save_results("ablation_scan", "full", paper="MambaIR", table="Table 3: scan directions",
+                 scale="DF2K, 20k iterations", reference_variant="four", out_dir=d,
+                 rows=[_row("four", paper["four"], 36.0), _row("one", paper["one"], 36.2),
+                       _row("two", paper["two"], 35.9)])
+    save_results("rnan_params", "quick", paper="RNAN", table="Model size", scale="counted", out_dir=d,
+                 rows=[_row("rnan", 7_500_000, 8_960_000.0, dataset="-", metric="params")])
+    return d
+
+
+def test_empty_results_say_so(tmp_path):
+    text = render_scoreboard(tmp_path / "nothing-here")
+    assert "No chapter has stored results yet" in text
+    assert "|" not in text
+
+
+def test_rows_merge_profiles_and_compute_agreement(results):
+    rows = scoreboard_rows(all_results(results))
+    assert [(r["paper"], r["variant"]) for r in rows] == [
+        ("MambaIR", "four"), ("MambaIR", "one"), ("MambaIR", "two"), ("RNAN", "rnan")]
+    four, one, two, rnan = rows
+    assert four["reference"] and four["agrees_quick"] is None and four["agrees_full"] is None
+    # paper: one - four = -0.04 < 0; quick: 29.5 - 30 < 0 (agrees); full: 36.2 - 36 > 0 (disagrees)
+    assert one["agrees_quick"] is True and one["agrees_full"] is False
+    assert one["ours_quick"] == 29.5 and one["ours_full"] == 36.2 and one["std_quick"] == 0.01234
+    assert two["agrees_quick"] is True and two["agrees_full"] is True
+    assert rnan["agrees_quick"] is None and rnan["ours_full"] is None
+
+
+def test_markdown_table_lines(results):
+    text = render_scoreboard(results)
+    lines = text.splitlines()
+    header = next(ln for ln in lines if ln.startswith("| Paper"))
+    assert header == ("| Paper | Table | Variant | Dataset | Metric | Paper value | Ours (quick) | Order (quick) "
+                      "| Ours (full) | Order (full) |")
+    assert ("| MambaIR | Table 3: scan directions | one | Set5 | PSNR | 38.53 | 29.50 ± 0.0123 | ✓ | 36.20 | ✗ |"
+            in lines)
+    assert "| MambaIR | Table 3: scan directions | four (*ref*) | Set5 | PSNR | 38.57 | 30.00 | – | 36.00 | – |" in lines
+    assert "| RNAN | Model size | rnan | - | params | 7,500,000 | 8,960,000 | – | — |  |" in lines
+    assert "quick: 2 of 2 orderings agree with the paper" in text
+    assert "full: 1 of 2 orderings agree with the paper" in text
+    # the scale text is quoted per chapter and profile, table pipes escaped
+    assert "DIV2K 16 images \\| 200 iterations" in text and "DF2K, 20k iterations" in text
+
+
+def test_duplicate_chapter_profile_is_an_error(results, tmp_path):
+    other = tmp_path / "other"
+    save_results("copy_of_scan", "quick", paper="MambaIR", table="Table 3: scan directions", scale="x",
+                 reference_variant="four", out_dir=other, rows=[_row("four", 38.57, 30.0)])
+    docs = all_results(results) + all_results(other)
+    docs[-1]["chapter"] = "ablation_scan"
+    with pytest.raises(ValueError, match="two results documents for chapter 'ablation_scan'"):
+        scoreboard_rows(docs)
+
+
+def test_write_is_idempotent(results, tmp_path):
+    target = tmp_path / "gen" / "scoreboard.md"
+    assert write_scoreboard(results, target) == target
+    first = target.read_text()
+    os.utime(target, (1, 1))
+    write_scoreboard(results, target)
+    assert target.read_text() == first and target.stat().st_mtime == 1  # unchanged content: not rewritten
+    save_results("extra", "quick", paper="CU-Mamba", table="Table 4", scale="s", out_dir=results,
+                 rows=[_row("unet", 32.45, 20.1, dataset="GoPro")])
+    write_scoreboard(results, target)
+    assert "CU-Mamba" in target.read_text() and target.stat().st_mtime != 1
+    assert not list(target.parent.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("x, std, expected", [(None, None, "—"), (38.5678, None, "38.57"),
+                                              (0.96134, 0.00021, "0.9613 ± 0.0002"),
+                                              (1363320, None, "1,363,320"), (-0.04, None, "-0.0400")])
+def test_format_value(x, std, expected):
+    assert format_value(x, std) == expected
