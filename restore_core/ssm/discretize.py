@@ -87,6 +87,18 @@ def _phi1(x: Tensor) -> Tensor:
     return torch.where(small, series, torch.expm1(x_safe) / x_safe)
 
 
+def _zoh_many(A: Tensor, B: Tensor, s: Tensor) -> Tuple[Tensor, Tensor]:
+    """ZOH for many step lengths at once: s: (T,) -> exp(sA): (T, N, N) or (T, N), and B̄(s): (T, N)."""
+    n = A.shape[0]
+    if is_diagonal(A):
+        sA = s[:, None] * A
+        return torch.exp(sA), s[:, None] * _phi1(sA) * B
+    M = torch.zeros(n + 1, n + 1, dtype=A.dtype, device=A.device)
+    M = torch.cat([torch.cat([A, B[:, None]], dim=1), M[n:]], dim=0)  # (N+1, N+1)
+    E = torch.linalg.matrix_exp(s[:, None, None] * M)                   # (T, N+1, N+1)
+    return E[:, :n, :n], E[:, :n, n]
+
+
 def discretize_zoh(A: Tensor, B: Tensor, delta: Scalar) -> Tuple[Tensor, Tensor]:
     """Zero-order hold: Ā = exp(ΔA), B̄ = (ΔA)^{-1}(exp(ΔA) - I) ΔB = ∫_0^Δ exp(sA) ds B.
 
@@ -96,17 +108,10 @@ def discretize_zoh(A: Tensor, B: Tensor, delta: Scalar) -> Tuple[Tensor, Tensor]
     the closed form expm1(ΔA)/A · B with its limit ΔB where A -> 0.
     Explained in the book chapter "SSM discretization".
     """
-    n = _check_system(A, B)
+    _check_system(A, B)
     _check_delta(delta)
-    delta = _as_tensor(delta, A)
-    if is_diagonal(A):
-        dA = torch.exp(delta * A)
-        dB = delta * _phi1(delta * A) * B
-        return dA, dB
-    M = torch.zeros(n + 1, n + 1, dtype=A.dtype, device=A.device)
-    M = torch.cat([torch.cat([A, B[:, None]], dim=1), M[n:]], dim=0)  # (N+1, N+1)
-    E = torch.linalg.matrix_exp(delta * M)
-    return E[:n, :n], E[:n, n]
+    eA, phiB = _zoh_many(A, B, _as_tensor(delta, A).reshape(1))
+    return eA[0], phiB[0]
 
 
 def discretize_bilinear(A: Tensor, B: Tensor, delta: Scalar) -> Tuple[Tensor, Tensor]:
@@ -286,12 +291,10 @@ def piecewise_constant_response(A: Tensor, B: Tensor, C: Tensor, D: Scalar, leve
         for lev in levels[:-1]:
             x_starts.append(_apply_A(fA, x_starts[-1]) + fB * lev)
     X = torch.stack(x_starts)  # (J', N)
-    y = []
-    for jj, ss in zip(j.tolist(), s.unbind(0)):
-        eA, phiB = discretize_zoh(A, B, ss)   # exp(sA), ∫_0^s exp(rA) dr B
-        x = _apply_A(eA, X[jj]) + phiB * levels[jj]
-        y.append(C @ x + _as_tensor(D, t) * levels[jj])
-    return torch.stack(y)
+    eA, phiB = _zoh_many(A, B, s)   # exp(sA): (T, N, N) or (T, N); ∫_0^s exp(rA) dr B: (T, N)
+    x0 = X[j]                        # (T, N) state at the start of each time's interval
+    x = (eA * x0 if is_diagonal(A) else torch.einsum("tij,tj->ti", eA, x0)) + phiB * levels[j][:, None]
+    return x @ C + _as_tensor(D, t) * levels[j]
 
 
 def discrete_step_response(A: Tensor, B: Tensor, C: Tensor, D: Scalar, delta: float, L: int,
