@@ -121,8 +121,9 @@ def _rss(field: str) -> int:
     return 0
 
 
-def _median_ms(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up (and the one-time build/allocation)
+def _median_ms(fn: Callable[[], object], repeats: int, warmup: bool = True) -> float:
+    if warmup:
+        fn()  # the one-time build / allocation
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -205,11 +206,11 @@ def bench_config(cfg: ScanConfig, repeats: int, methods: Sequence[str], max_mem_
                 return y
 
             with torch.set_grad_enabled(grad):
-                row[mode + "_ms"] = _median_ms(call, repeats)
                 base = _rss("VmRSS") if _rss_reset() else None
-                y = call()
+                y = call()  # warm-up, and the peak-memory probe
                 if base is not None:
                     row[mode + "_peak_extra_gb"] = max(_rss("VmHWM") - base, 0) / 1e9
+                row[mode + "_ms"] = _median_ms(call, repeats, warmup=False)
             if not grad:
                 outputs[name] = y.detach()
         rows[name] = row
