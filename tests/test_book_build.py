@@ -142,6 +142,8 @@ def make_tiny_book(root: Path, with_results: bool) -> Path:
 
 @functools.lru_cache(maxsize=None)
 def tiny_book_build(with_results: bool = True) -> Build:
+    """The tiny book (see :func:`make_tiny_book`), built once per process (the empty-results rendering is
+    covered by tests/test_scoreboard.py and, while no chapter stored results, by the real book)."""
     root = Path(tempfile.mkdtemp(prefix="tiny-book-"))
     make_tiny_book(root, with_results)
     return _timed_build(root=root)
@@ -189,9 +191,3 @@ def test_tiny_book_with_results_shows_the_numbers():
     assert "cdn.jsdelivr" not in page and "cdnjs" not in page
     assert (html / "_static" / "widgets" / "embed-amd.js").is_file()
     assert (html / "_static" / "mathjax" / "tex-chtml-full.js").is_file()
-
-
-def test_tiny_book_without_results_says_so():
-    html = tiny_book_build(False).require()
-    intro = (html / "book" / "intro.html").read_text()
-    assert "No chapter has stored results yet" in intro

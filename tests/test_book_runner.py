@@ -75,7 +75,7 @@ def test_full_runs_into_a_copy_with_parameters(tmp_path, monkeypatch):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     timings = _run(toc, profile="full", seed=3, device="cpu", out_dir=out_dir, nproc=2)
-    copy = tmp_path / "book" / "_executed" / "full" / "01_ok.ipynb"
+    copy = tmp_path / "_build" / "executed" / "full" / "01_ok.ipynb"
     assert timings[0].output == copy
     assert (tmp_path / "book" / "01_ok.ipynb").read_bytes() == source  # committed quick notebook untouched
     assert _stdout(copy).startswith("full full 3 cpu 2\n")
@@ -93,7 +93,7 @@ def test_failing_chapter_is_named_and_stops_the_run(tmp_path):
     with pytest.raises(ChapterFailed, match=r"chapter 02_bad failed in cell \[3\]: ZeroDivisionError: division by zero"):
         _run(toc, chapters=["02_bad", "03"])
     assert (tmp_path / "book" / "02_bad.ipynb").read_text() == before  # never half-written
-    kept = tmp_path / "book" / "_executed" / "failed" / "02_bad.ipynb"
+    kept = tmp_path / "_build" / "executed" / "failed" / "02_bad.ipynb"
     assert "ZeroDivisionError" in kept.read_text()
     assert _stdout(tmp_path / "book" / "03_after.ipynb") == ""  # the run stopped
     assert _stdout(tmp_path / "book" / "01_ok.ipynb") == ""  # not selected

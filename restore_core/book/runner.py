@@ -5,9 +5,10 @@
 * **quick** (the default): every chapter is executed *in place* (``book/NN_name.ipynb``), because the quick
   profile's outputs are what the repository commits and what nbval compares in CI. Each chapter runs into a
   temporary file that replaces the notebook only when it succeeded, so a failing chapter never leaves the
-  committed notebook half-executed (the failed copy is kept under ``book/_executed/failed/``).
-* **full**: every chapter is executed into a separate copy, ``book/_executed/full/NN_name.ipynb``, and the
-  committed notebooks keep their quick outputs. The chapters themselves write their results to
+  committed notebook half-executed (the failed copy is kept under ``_build/executed/failed/``).
+* **full**: every chapter is executed into a separate copy, ``_build/executed/full/NN_name.ipynb``, and the
+  committed notebooks keep their quick outputs. (The copies live outside ``book/`` so that nbval, which
+  collects every notebook under ``book/``, never compares a full-profile copy with quick-profile outputs.) The chapters themselves write their results to
   ``book/results/<chapter>.full.json`` (:func:`restore_core.book.results.save_results`), which the scoreboard
   on the landing page picks up.
 
@@ -179,9 +180,9 @@ def _record_output_path(tmp: Path, output: Path) -> None:
         nbformat.write(nb, str(tmp))
 
 
-def executed_path(nb_path: Path, profile: str, book_dir: Path) -> Path:
-    """Where a chapter's executed notebook goes: in place for quick, book/_executed/<profile>/ otherwise."""
-    return nb_path if profile == "quick" else book_dir / "_executed" / profile / nb_path.name
+def executed_path(nb_path: Path, profile: str, executed_dir: Path) -> Path:
+    """Where a chapter's executed notebook goes: in place for quick, ``executed_dir/<profile>/`` otherwise."""
+    return nb_path if profile == "quick" else executed_dir / profile / nb_path.name
 
 
 def run_book(profile: str = "quick", chapters: Optional[Sequence[str]] = None, device: Optional[str] = None,
@@ -193,7 +194,7 @@ def run_book(profile: str = "quick", chapters: Optional[Sequence[str]] = None, d
     """Execute the book's chapters (all of ``_toc.yml``, or those named in ``chapters``) and regenerate the
     scoreboard; returns the per-chapter timings (also printed as a summary table).
 
-    profile: "quick" (CPU, in place) or "full" (GPU profile, into book/_executed/full/).
+    profile: "quick" (CPU, in place) or "full" (GPU profile, into _build/executed/full/ next to the toc).
     device, seed, out_dir: chapter parameters (``out_dir`` is where chapters store what they write).
     nproc: processes for chapters' training under torchrun (see the module docstring).
     Stops at the first failing chapter with :class:`ChapterFailed` naming it.
@@ -207,7 +208,7 @@ def run_book(profile: str = "quick", chapters: Optional[Sequence[str]] = None, d
     if nproc < 1:
         raise ValueError(f"nproc must be >= 1, got {nproc}")
     toc = Path(toc)
-    book_dir = toc.parent / "book"
+    executed_dir = toc.parent / "_build" / "executed"
     todo = select_chapters(toc_chapters(toc), chapters)
     if not todo:
         echo(f"no notebook chapters listed in {toc}")
@@ -220,9 +221,9 @@ def run_book(profile: str = "quick", chapters: Optional[Sequence[str]] = None, d
         bar = tqdm(todo, desc=f"book ({profile})", unit="chapter", disable=not progress or None)
         for nb in bar:
             bar.set_postfix_str(nb.stem)
-            out = executed_path(nb, profile, book_dir)
+            out = executed_path(nb, profile, executed_dir)
             secs = run_chapter(nb, out, params, cwd=nb.parent, kernel=kernel, log_output=log_output,
-                               failed_dir=book_dir / "_executed" / "failed",
+                               failed_dir=executed_dir / "failed",
                                execution_timeout=execution_timeout)
             timings.append(ChapterTiming(nb.stem, secs, out))
     finally:

@@ -13,8 +13,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
     r = bsub.add_parser(
         "run", help="execute every chapter in _toc.yml with papermill, then regenerate the scoreboard",
         description="Execute the chapters listed in _toc.yml (papermill, kernel python3, cwd book/). "
-                    "quick: in place (the committed outputs); full: into book/_executed/full/, results to "
-                    "book/results/. Stops at the first failing chapter.")
+                    "quick: in place (the committed outputs); full: into _build/executed/full/, results "
+                    "to book/results/. Stops at the first failing chapter.")
     r.add_argument("--profile", choices=("quick", "full"), default="quick",
                    help="quick: CPU, minutes, executed in place; full: GPU profile (default: quick)")
     r.add_argument("--chapters", nargs="+", metavar="NAME",
