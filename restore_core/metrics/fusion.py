@@ -14,8 +14,9 @@ and the sources ``A`` (e.g. infrared) and ``B`` (e.g. visible). Definitions:
 * MI  = I(F; A) + I(F; B) in **nats**, every distinct pixel value a symbol (scikit-learn's
   ``mutual_info_score`` semantics; MATLAB toolboxes usually use 256-bin histograms and bits).
 * SCD = corr(A, F - B) + corr(B, F - A) (Aslantas & Bendes 2015). A difference image with zero variance
-  (F equal to a source up to a constant) has no defined correlation; that term counts as 0 here (CDDFuse's
-  code returns NaN).
+  (F equal to a source up to a constant, judged with a relative tolerance of 1e-9 so float rounding does not
+  count as signal) has no defined correlation; that term counts as 0 here (CDDFuse's code returns NaN or a
+  correlation with rounding noise).
 * VIF = VIF(A, F) + VIF(B, F), pixel-domain VIF (Sheikh & Bovik 2006): 4 scales, Gaussian windows of size
   2^(5-s)+1 and sigma = size/5 (MATLAB ``fspecial``), 'valid' filtering, dyadic subsampling, sigma_n^2 = 2.
 * Qabf = Xydeas-Petrovic edge-preservation with Sobel gradients (zero-padded 'same' convolution) and
@@ -110,10 +111,13 @@ def mutual_information_fusion(fused, a, b) -> float:
     return mutual_information(f, a) + mutual_information(f, b)
 
 
-def _corr(u: np.ndarray, v: np.ndarray) -> float:
+def _corr(u: np.ndarray, v: np.ndarray, rel_tol: float = 1e-9) -> float:
+    """Pearson correlation; 0 when either array is constant up to float rounding (``std <= rel_tol * max|.|``)."""
     du, dv = u - u.mean(), v - v.mean()
-    den = math.sqrt(float((du * du).sum()) * float((dv * dv).sum()))
-    return 0.0 if den == 0 else float((du * dv).sum() / den)
+    su, sv = float(np.sqrt((du * du).mean())), float(np.sqrt((dv * dv).mean()))
+    if su <= rel_tol * max(float(np.abs(u).max()), 1.0) or sv <= rel_tol * max(float(np.abs(v).max()), 1.0):
+        return 0.0
+    return float((du * dv).mean() / (su * sv))
 
 
 def scd(fused, a, b) -> float:
