@@ -191,3 +191,33 @@ def test_tiny_book_with_results_shows_the_numbers():
     assert "cdn.jsdelivr" not in page and "cdnjs" not in page
     assert (html / "_static" / "widgets" / "embed-amd.js").is_file()
     assert (html / "_static" / "mathjax" / "tex-chtml-full.js").is_file()
+
+
+HEADER = re.compile(r"chapter \S+ · profile (quick|full) · restore_core \S+ \(commit [0-9a-f]+(\+dirty)?\) · "
+                    r"torch \S+ · device .+")
+FOOTER = re.compile(r"chapter \S+ ran in \d+ s \((quick|full) profile\)")
+
+
+def _stream_text(nb: dict) -> str:
+    out = []
+    for cell in nb["cells"]:
+        for o in cell.get("outputs", []):
+            t = o.get("text", "") if o.get("output_type") == "stream" else o.get("data", {}).get("text/plain", "")
+            out.append(t if isinstance(t, str) else "".join(t))
+    return "\n".join(out)
+
+
+def _listed_chapters():
+    try:
+        return toc_chapters(REPO_ROOT / "_toc.yml")
+    except FileNotFoundError:  # reported by test_real_book_builds_with_warnings_as_errors
+        return []
+
+
+@pytest.mark.parametrize("nb_path", _listed_chapters(), ids=lambda p: p.stem)
+def test_chapter_prints_provenance_header_and_footer(nb_path):
+    """Every committed chapter shows what produced it: restore_core version and commit, profile, device
+    (``run.header()``) and its run time (``run.footer()``), as stored quick-profile outputs."""
+    text = _stream_text(json.loads(nb_path.read_text()))
+    assert HEADER.search(text), f"{nb_path.name}: no stored `print(run.header())` output"
+    assert FOOTER.search(text), f"{nb_path.name}: no stored `print(run.footer())` output"
