@@ -16,6 +16,8 @@ _COMMAND_MODULES = [
     "eval",
     "book",
     "bench",
+    "restore",
+    "inspect",
 ]
 
 

@@ -32,8 +32,9 @@ Switches set to reproduce the official numbers:
   with the per-pixel linear map ``W``) and our mean buffer set to ``m``. For untouched (identity) MeanShifts
   the round trip is bit-exact; for drifted ones :func:`to_official` writes an identity MeanShift with the folded
   convolutions, a function-equal official model.
-* MambaIR: none beyond the preset (the official model subtracts the DIV2K mean for 3-channel inputs and uses
-  ``img_range = 1``; our presets do the same).
+* MambaIR: none beyond the preset (the official model subtracts the DIV2K mean for 3-channel inputs, none for
+  grey ones, and uses ``img_range = 1``; our presets do the same). Our module names equal the official keys, so
+  the MambaIR table is the identity (kept explicit, with the same strict checks).
 
 Checkpoint containers: BasicSR files ``{"params": ...}`` / ``{"params_ema": ...}`` (``params_ema`` is preferred
 when present; :func:`read_official_checkpoint` says which one it took), RNAN's raw state dicts, ``module.``
@@ -219,11 +220,15 @@ def _rnan_official_key(key: str, nonlocal_mask: bool, top_rules: List[Tuple[str,
     return _sub_first(key, top_rules)
 
 
-_MAMBAIR_RULES: List[Tuple[str, str]] = []
-
-
 def _mambair_namer(model: nn.Module) -> Callable[[str], str]:
-    return functools.partial(_sub_all, rules=_MAMBAIR_RULES)
+    """restore_core/models/mambair.py names its modules after the official keys (and SS2D stores the official
+    stacked ``x_proj_weight`` / ``dt_projs_*`` / ``A_logs`` / ``Ds`` layout), so the table is the identity;
+    its strictness (every key, every shape) still applies."""
+    return _same_name
+
+
+def _same_name(key: str) -> str:
+    return key
 
 
 # arch -> (model -> (our key -> official key))

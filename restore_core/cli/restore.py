@@ -1,0 +1,185 @@
+"""``restore-core restore``: restore image files with a trained checkpoint or released official weights.
+
+    restore-core restore CKPT INPUT... -o OUTDIR                          # a restore_core training checkpoint
+    restore-core restore WEIGHTS.pth INPUT... -o OUTDIR --arch rnan --preset color_dn   # a plain state dict
+    restore-core restore --official mambair:light_sr_x2 WEIGHTS.pth INPUT... -o OUTDIR  # released weights
+
+INPUT: image files (PNG / JPEG / BMP / TIFF, 8- or 16-bit, grey or colour) or folders of them. Each result is
+written atomically as ``OUTDIR/<name>.png`` (16-bit PNG for 16-bit grey inputs, else 8-bit). Grey inputs to a
+colour model are repeated to RGB, colour inputs to a grey model converted to luma (BT.601). Runs on the GPU when
+present (``--device``), tiles large inputs (``--tile``, ``--tile-overlap``) with a progress bar, and averages
+the x8 geometric self-ensemble with ``--self-ensemble``. See restore_core/inference.py.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+AUTO_TILE = 256          # tile side used when --tile is not given and the image exceeds AUTO_TILE_PIXELS
+AUTO_TILE_PIXELS = 320 * 320
+
+
+def register(sub: "argparse._SubParsersAction") -> None:
+    p = sub.add_parser(
+        "restore", help="restore images with a checkpoint or official weights",
+        description="Restore images (denoise, super-resolve, ...) with a restore_core training checkpoint, a "
+                    "plain state dict (--arch/--preset) or released MambaIR / RNAN weights (--official).")
+    p.add_argument("checkpoint", help="training checkpoint (.pt), state dict, or official weights file")
+    p.add_argument("inputs", nargs="+", help="image files or folders of images")
+    p.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
+    p.add_argument("--official", metavar="ARCH:PRESET",
+                   help="the checkpoint is a released official file of this preset, e.g. mambair:light_sr_x2, "
+                        "rnan:color_dn (see `restore-core inspect WEIGHTS` to find it)")
+    p.add_argument("--arch", help="architecture of a plain state dict (with --preset)")
+    p.add_argument("--preset", help="preset of a plain state dict (with --arch)")
+    p.add_argument("--tile", type=int, default=None,
+                   help=f"tile side in input pixels (default: {AUTO_TILE} for images above "
+                        f"{AUTO_TILE_PIXELS} pixels, else whole images; 0: never tile)")
+    p.add_argument("--tile-overlap", type=int, default=32, help="pixels shared by neighbouring tiles (32)")
+    p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (x8 slower)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    p.add_argument("--suffix", default="", help="appended to each output file name (before .png)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def collect_inputs(items: List[str]) -> List[Path]:
+    """Image files named directly or found (non-recursively, sorted) in named folders; errors name the item."""
+    from ..data.io import is_image_file
+
+    out: List[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.is_file() and is_image_file(q))
+            if not found:
+                raise ValueError(f"folder {p} contains no image files")
+            out += found
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"input {p} does not exist")
+    for p in out:  # fail before any work on a file that is not an image (decoding errors surface later)
+        _check_header(p)
+    return out
+
+
+def _check_header(path: Path) -> None:
+    from PIL import Image, UnidentifiedImageError
+
+    from ..data.io import ImageFormatError
+
+    try:
+        with Image.open(path) as im:
+            im.size  # noqa: B018 - the header parsed
+    except (UnidentifiedImageError, OSError):
+        raise ImageFormatError(f"{path} is not a readable image file") from None
+
+
+def _in_channels(model: nn.Module) -> int:
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            return m.in_channels
+    raise ValueError(f"cannot tell how many channels {type(model).__name__} expects (no Conv2d)")
+
+
+def load_model(checkpoint: str, official: Optional[str], arch: Optional[str],
+               preset: Optional[str]) -> Tuple[nn.Module, float, str]:
+    """The model to run, its pixel range and a one-line description of what was loaded."""
+    from ..models import build_model
+    from ..models.official import from_official, official_format, read_official_checkpoint
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if official is not None:
+        if arch or preset:
+            raise ValueError("--official ARCH:PRESET replaces --arch/--preset; give one or the other")
+        if ":" not in official:
+            raise ValueError(f"--official expects ARCH:PRESET (e.g. mambair:light_sr_x2), got {official!r}")
+        a, pr = official.split(":", 1)
+        try:
+            fmt = official_format(a, pr)
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from None
+        return from_official(a, pr, path), fmt.pixel_range, f"official {fmt.name} weights from {path}"
+    if arch or preset:
+        if not (arch and preset):
+            raise ValueError("a plain state dict needs both --arch and --preset")
+        try:
+            model = build_model(arch, preset)
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from None
+        sd, note = read_official_checkpoint(path)
+        try:
+            model.load_state_dict(sd, strict=True)
+        except RuntimeError as exc:
+            raise ValueError(f"{path} does not fit {arch}:{preset}: {str(exc).splitlines()[1].strip()}. "
+                             f"For released official weights use --official (see `restore-core inspect`)") \
+                from None
+        return model.eval(), 1.0, f"{arch}:{preset} state dict ({note}) from {path}"
+    from ..train.builders import build_network
+    from ..train.checkpoint import load_checkpoint, model_weights
+    from ..train.config import config_from_dict
+
+    try:
+        state = load_checkpoint(path)
+    except ValueError as exc:
+        raise ValueError(f"{exc}. A plain state dict needs --arch and --preset; released official weights "
+                         f"need --official ARCH:PRESET (`restore-core inspect {path}` names it)") from None
+    model = build_network(config_from_dict(state["config"]))
+    use_ema = state.get("ema") is not None
+    model.load_state_dict(model_weights(state, prefer_ema=True))
+    net = state["config"].get("network_g", {})
+    what = f"{net.get('type')}:{net.get('preset')} step {state.get('step')}" + (" (EMA)" if use_ema else "")
+    return model.eval(), 1.0, f"training checkpoint {what} from {path}"
+
+
+def restore_file(model: nn.Module, src: Path, dst: Path, *, pixel_range: float, tile: Optional[int],
+                 tile_overlap: int, use_self_ensemble: bool, device: torch.device, progress: bool) -> Path:
+    """Read ``src``, restore it, write ``dst`` atomically (16-bit PNG for 16-bit grey inputs)."""
+    from ..data.io import convert_channels, read_image_uint, to_float_tensor, write_image
+    from ..inference import restore_tensor
+
+    arr = read_image_uint(src)
+    x = convert_channels(to_float_tensor(arr), _in_channels(model))
+    h, w = x.shape[-2:]
+    if tile is None:
+        tile = AUTO_TILE if h * w > AUTO_TILE_PIXELS else None
+    elif tile == 0:
+        tile = None
+    if tile is not None and tile <= tile_overlap:
+        raise ValueError(f"--tile ({tile}) must be larger than --tile-overlap ({tile_overlap})")
+    y = restore_tensor(model, x, tile=tile, tile_overlap=tile_overlap, use_self_ensemble=use_self_ensemble,
+                       pixel_range=pixel_range, device=device, progress=progress, desc=src.name)
+    bits = 16 if (arr.dtype.itemsize == 2 and y.shape[0] == 1) else 8
+    write_image(dst, y.clamp(0, 1), bits=bits)
+    return dst
+
+
+def run(args: argparse.Namespace) -> int:
+    inputs = collect_inputs(args.inputs)
+    targets = [Path(args.output) / f"{src.stem}{args.suffix}.png" for src in inputs]
+    for i, dst in enumerate(targets):
+        if dst in targets[:i]:
+            raise ValueError(f"two inputs would both be written to {dst}; rename one or use separate runs")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: CUDA is not available on this machine")
+    model, pixel_range, what = load_model(args.checkpoint, args.official, args.arch, args.preset)
+    model.to(device)
+    print(f"model: {what}; {sum(p.numel() for p in model.parameters()):,} parameters on {device}")
+    outdir = Path(args.output)
+    outdir.mkdir(parents=True, exist_ok=True)
+    for src, dst in zip(inputs, targets):
+        restore_file(model, src, dst, pixel_range=pixel_range, tile=args.tile, tile_overlap=args.tile_overlap,
+                     use_self_ensemble=args.self_ensemble, device=device, progress=not args.no_progress)
+        print(f"{src} -> {dst}")
+    return 0

@@ -1,0 +1,175 @@
+"""``restore-core restore`` and ``restore-core inspect``: end to end on tiny images and random weights."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from restore_core.cli import main
+from restore_core.cli.restore import restore_file
+from restore_core.data.io import read_image, to_float_tensor
+from restore_core.inference import restore_tensor
+from restore_core.models import build_model, list_archs
+from restore_core.models.official import from_official, official_layout
+
+from official_oracles import random_official_state_dict
+
+REPO = Path(__file__).resolve().parents[1]
+# the lightest official layout available: MambaIR light SR (1.4M parameters) once registered, else RNAN (9M)
+LIGHT = ("mambair", "light_sr_x2") if "mambair" in list_archs() else ("rnan", "gray_dn")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small tensors: one intra-op thread is faster, and much faster on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+
+def _save_rgb(path: Path, h: int, w: int, seed: int = 0) -> np.ndarray:
+    arr = (np.random.default_rng(seed).random((h, w, 3)) * 255).astype(np.uint8)
+    Image.fromarray(arr).save(path)
+    return arr
+
+
+def _save_gray16(path: Path, h: int, w: int, seed: int = 0) -> np.ndarray:
+    arr = (np.random.default_rng(seed).random((h, w)) * 65535).astype(np.uint16)
+    Image.fromarray(arr).save(path)
+    return arr
+
+
+def test_official_weights_end_to_end_subprocess(tmp_path):
+    arch, preset = LIGHT
+    sd = random_official_state_dict(official_layout(arch, preset), seed=0)
+    weights = tmp_path / "official.pth"
+    torch.save({"params_ema": sd}, weights)
+    img = tmp_path / "in.png"
+    _save_rgb(img, 7, 9)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "restore_core.cli", "restore", "--official", f"{arch}:{preset}",
+                           str(weights), str(img), "-o", str(out), "--no-progress"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = out / "in.png"
+    assert result.is_file() and not list(out.glob(".*tmp"))
+    model = from_official(arch, preset, {"params_ema": sd})
+    channels = 1 if preset.startswith("gray") else 3
+    x = read_image(img, channels=channels)
+    with torch.no_grad():
+        ref = restore_tensor(model, x, pixel_range=255.0 if arch == "rnan" else 1.0).clamp(0, 1)
+    got = read_image(result)
+    assert got.shape == ref.shape
+    assert (got - ref).abs().max().item() <= 0.5 / 255 + 1e-6  # equal up to the 8-bit rounding
+
+
+@pytest.fixture(scope="module")
+def tiny_training_checkpoint(tmp_path_factory):
+    """A restore_core trainer checkpoint of RNAN's tiny preset (the layout restore_core/train writes)."""
+    from restore_core.train.config import load_config
+
+    cfg = load_config("rnan/color_dn", profile="quick")
+    torch.manual_seed(0)
+    net = build_model("rnan", cfg.network_g.preset)
+    ema = {k: v + 0.01 for k, v in net.state_dict().items()}
+    path = tmp_path_factory.mktemp("ckpt") / "step_00000003.pt"
+    torch.save({"step": 3, "model": net.state_dict(), "ema": ema, "config": cfg.to_dict()}, path)
+    return path, ema
+
+
+def test_training_checkpoint_uses_ema_tiles_and_self_ensemble(tmp_path, tiny_training_checkpoint, capsys):
+    ckpt, ema = tiny_training_checkpoint
+    jpg = tmp_path / "c.jpg"
+    _save_rgb(jpg, 12, 10)
+    out = tmp_path / "o"
+    rc = main(["restore", str(ckpt), str(jpg), "-o", str(out), "--tile", "8", "--tile-overlap", "4",
+               "--self-ensemble", "--device", "cpu", "--no-progress"])
+    assert rc == 0
+    assert "(EMA)" in capsys.readouterr().out
+    c = Image.open(out / "c.png")
+    assert c.mode == "RGB" and c.size == (10, 12)                 # JPEG in -> PNG out
+    model = build_model("rnan", "tiny")
+    model.load_state_dict(ema)
+    x = to_float_tensor(np.asarray(Image.open(jpg).convert("RGB")))
+    ref = restore_tensor(model, x, tile=8, tile_overlap=4, use_self_ensemble=True).clamp(0, 1)
+    got = read_image(out / "c.png")
+    assert (got - ref).abs().max().item() <= 0.5 / 255 + 1e-6
+
+
+def test_restore_file_keeps_16_bit_grey_and_converts_channels(tmp_path):
+    gray16 = tmp_path / "g16.png"
+    arr = _save_gray16(gray16, 9, 11)
+    torch.manual_seed(2)
+    gray_model = build_model("rnan", "tiny", in_channels=1).eval()
+    dst = restore_file(gray_model, gray16, tmp_path / "g.png", pixel_range=1.0, tile=None, tile_overlap=4,
+                       use_self_ensemble=False, device=torch.device("cpu"), progress=False)
+    g = Image.open(dst)
+    assert g.mode.startswith("I;16") and g.size == (11, 9)          # 16-bit grey in -> 16-bit PNG out
+    ref = restore_tensor(gray_model, to_float_tensor(arr)).clamp(0, 1)
+    assert (read_image(dst) - ref).abs().max().item() <= 0.5 / 65535 + 1e-6
+    rgb_model = build_model("rnan", "tiny").eval()                    # grey into a colour model: repeated
+    dst = restore_file(rgb_model, gray16, tmp_path / "c.png", pixel_range=1.0, tile=None, tile_overlap=4,
+                       use_self_ensemble=False, device=torch.device("cpu"), progress=False)
+    assert Image.open(dst).mode == "RGB"
+
+
+def test_plain_state_dict_with_arch_and_preset(tmp_path, capsys):
+    torch.manual_seed(1)
+    net = build_model("rnan", "tiny")
+    sd_path = tmp_path / "plain.pth"
+    torch.save(net.state_dict(), sd_path)
+    img = tmp_path / "a.png"
+    _save_rgb(img, 8, 8)
+    assert main(["restore", str(sd_path), str(img), "-o", str(tmp_path / "o"), "--arch", "rnan",
+                 "--preset", "tiny", "--no-progress", "--suffix", "_x1"]) == 0
+    assert (tmp_path / "o" / "a_x1.png").is_file()
+    # without --arch/--preset a plain state dict is refused with a hint
+    assert main(["restore", str(sd_path), str(img), "-o", str(tmp_path / "o2"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--arch and --preset" in err and len(err.strip().splitlines()) == 1
+
+
+def test_unreadable_input_and_wrong_preset_are_one_line_errors(tmp_path, capsys):
+    arch, preset = LIGHT
+    weights = tmp_path / "w.pth"
+    torch.save(random_official_state_dict(official_layout(arch, preset), seed=0), weights)
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    rc = main(["restore", "--official", f"{arch}:{preset}", str(weights), str(bad), "-o", str(tmp_path / "o")])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert "notes.png is not a readable image file" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()                   # nothing loaded or written before the check
+    rc = main(["restore", "--official", f"{arch}:{preset}", str(weights), str(tmp_path / "missing.png"),
+               "-o", str(tmp_path / "o")])
+    assert rc == 2 and "does not exist" in capsys.readouterr().err
+    other = "rnan:color_dn" if arch == "rnan" else "mambair:light_sr_x3"
+    img = tmp_path / "ok.png"
+    _save_rgb(img, 6, 6)
+    rc = main(["restore", "--official", other, str(weights), str(img), "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and f"fits {arch}:{preset}" in err and len(err.splitlines()) == 1
+
+
+def test_inspect_cli(tmp_path, capsys):
+    arch, preset = LIGHT
+    sd = random_official_state_dict(official_layout(arch, preset), seed=0)
+    weights = tmp_path / "w.pth"
+    torch.save({"params": sd}, weights)
+    assert main(["inspect", str(weights)]) == 0
+    out = capsys.readouterr().out
+    assert f"fits: {arch}:{preset}" in out
+    assert f"parameters: {sum(t.numel() for t in sd.values()):,}" in out
+    del sd[next(iter(sd))]
+    torch.save(sd, weights)
+    assert main(["inspect", str(weights)]) == 1
+    assert f"closest: {arch}:{preset}" in capsys.readouterr().out
