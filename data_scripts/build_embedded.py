@@ -174,7 +174,9 @@ def build(out: Path, lomiri_dir: Path) -> Dict:
         sources.append((stem.split("_by_")[0].lower(), load, n, split, author, lic,
                         f"Debian {LOMIRI_PACKAGE} {LOMIRI_VERSION}: /usr/share/backgrounds/{stem}.jpg"))
 
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".embedded.", dir=out.parent))
+    tmp.chmod(0o755)
     images, attribution = [], []
     for name, load, n, split, author, lic, origin in sources:
         img = load()

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from restore_core.data import (DegradedDataset, ImageFormatError, PairedFolderDataset, SyntheticFusionDataset,
+from restore_core.data import (DegradedDataset, FusionFolderDataset, ImageFormatError, PairedFolderDataset, SyntheticFusionDataset,
                                bicubic_downsample, dihedral, embedded_images, embedded_paths, ihc_stain_pair,
                                image_seed, load_manifest, read_image, verify_embedded)
 from restore_core.data.embedded import EMBEDDED_DIR
@@ -90,7 +90,9 @@ def test_eval_noise_is_per_image_seed_and_unclipped():
 
 def test_gray_mosaic_jpeg_blur_and_repeat():
     g = DegradedDataset("embedded:test", "awgn_15", channels=1)[0]
-    assert g["lq"].shape == (1, 192, 192) and torch.equal(g["hq"], torch.round(g["hq"] * 255) / 255)
+    assert g["lq"].shape == (1, 192, 192)
+    gray_file = embedded_images("test", gray=True)[0]  # the same definition as the embedded gray variant
+    assert torch.equal(g["hq"][0], torch.from_numpy(gray_file.astype(np.float32) / 255))
     m = DegradedDataset("embedded:test", "mosaic")[0]
     assert int((m["lq"] != 0).sum(0).max()) == 1
     with pytest.raises(ImageFormatError, match="RGB"):
@@ -191,3 +193,26 @@ def test_manifest_records_sha256_of_every_file():
     m = json.loads((EMBEDDED_DIR / "manifest.json").read_text())
     assert sorted(m["splits"]["train"] + m["splits"]["test"]) == sorted(i["file"] for i in m["images"])
     assert all(len(i["sha256"]) == 64 for i in m["images"])
+
+
+def test_fusion_folder_pairs(tmp_path):
+    rng = np.random.default_rng(0)
+    for d in ("ir", "vi"):
+        (tmp_path / d).mkdir()
+    for n in ("00001N", "00002D"):
+        Image.fromarray(rng.integers(0, 256, (40, 50), dtype=np.uint8)).save(tmp_path / "ir" / f"{n}.png")
+        Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(tmp_path / "vi" / f"{n}.png")
+    ds = FusionFolderDataset(tmp_path / "ir", tmp_path / "vi", patch_size=32, augment=True, seed=1)
+    s = ds[1]
+    assert s["name"] == "00002D" and s["a"].shape == s["b"].shape == (1, 32, 32)
+    full = FusionFolderDataset(tmp_path / "ir", tmp_path / "vi")[0]
+    vi = np.asarray(Image.open(tmp_path / "vi" / "00001N.png")).astype(np.float64)
+    assert torch.allclose(full["b"][0].double(), torch.from_numpy(np.round(vi @ [0.299, 0.587, 0.114]) / 255),
+                          atol=1e-6)
+    Image.fromarray(np.zeros((30, 50), np.uint8)).save(tmp_path / "ir" / "00003N.png")
+    with pytest.raises(FileNotFoundError, match="unpaired.*00003N"):
+        FusionFolderDataset(tmp_path / "ir", tmp_path / "vi")
+    Image.fromarray(np.zeros((30, 50), np.uint8)).save(tmp_path / "vi" / "00003N.png")
+    Image.fromarray(np.zeros((31, 50), np.uint8)).save(tmp_path / "ir" / "00003N.png")
+    with pytest.raises(ImageFormatError, match="differ in size"):
+        FusionFolderDataset(tmp_path / "ir", tmp_path / "vi")[2]

@@ -14,10 +14,10 @@ from .degradations import (Degradation, add_gaussian_noise, bayer_mask, bayer_mo
                            gaussian_kernel, image_seed, jpeg_compress, mod_crop, motion_kernel, parse_degradation,
                            quantize)
 from .embedded import embedded_images, embedded_paths, load_manifest, verify_embedded
-from .fusion_pairs import (FUSION_KINDS, SyntheticFusionDataset, ihc_stain_pair, ir_vis_pair,
+from .fusion_pairs import (FUSION_KINDS, FusionFolderDataset, SyntheticFusionDataset, ihc_stain_pair, ir_vis_pair,
                            multi_exposure_pair, multi_focus_pair)
 from .imresize import contributions, imresize, imresize_np, resize_matrix
-from .io import (ImageFormatError, convert_channels, read_image, read_image_uint, tensor_to_uint, write_image,
+from .io import (ImageFormatError, convert_channels, gray_8bit, read_image, read_image_uint, tensor_to_uint, write_image,
                  write_image_uint)
 
 __all__ = [
@@ -26,9 +26,9 @@ __all__ = [
     "Degradation", "add_gaussian_noise", "bayer_mask", "bayer_mosaic", "bicubic_downsample", "blur",
     "gaussian_kernel", "image_seed", "jpeg_compress", "mod_crop", "motion_kernel", "parse_degradation", "quantize",
     "embedded_images", "embedded_paths", "load_manifest", "verify_embedded",
-    "FUSION_KINDS", "SyntheticFusionDataset", "ihc_stain_pair", "ir_vis_pair", "multi_exposure_pair",
+    "FUSION_KINDS", "FusionFolderDataset", "SyntheticFusionDataset", "ihc_stain_pair", "ir_vis_pair", "multi_exposure_pair",
     "multi_focus_pair",
     "contributions", "imresize", "imresize_np", "resize_matrix",
-    "ImageFormatError", "convert_channels", "read_image", "read_image_uint", "tensor_to_uint", "write_image",
+    "ImageFormatError", "convert_channels", "gray_8bit", "read_image", "read_image_uint", "tensor_to_uint", "write_image",
     "write_image_uint",
 ]

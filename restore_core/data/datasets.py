@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .degradations import Degradation, image_seed, parse_degradation, quantize
+from .degradations import Degradation, image_seed, parse_degradation
 from .embedded import embedded_paths
-from .io import ImageFormatError, convert_channels, is_image_file, read_image
+from .io import ImageFormatError, convert_channels, gray_8bit, is_image_file, read_image
 
 ImageSource = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 
@@ -124,7 +124,7 @@ class DegradedDataset(_Seeded):
             return self._hq[i]
         hq = read_image(self.paths[i], min_size=self.patch_size or 0)
         if self.channels == 1 and hq.shape[0] == 3:
-            hq = quantize(convert_channels(hq, 1))
+            hq = gray_8bit(hq)
         elif self.channels is not None:
             hq = convert_channels(hq, self.channels)
         if self.degradation.kind == "mosaic" and hq.shape[0] != 3:

@@ -23,7 +23,7 @@ import io as _io
 import math
 import re
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -256,5 +256,3 @@ def parse_degradation(spec: str) -> Degradation:
     raise ValueError(f"unknown degradation {spec!r}; expected one of sr_x<s>, awgn_<sigma>, jpeg_<q>, mosaic, "
                      "gblur_<sigma>, mblur_<length>_<angle>")
 
-
-DegradeFn = Callable[[torch.Tensor, int], torch.Tensor]

@@ -30,7 +30,7 @@ from scipy.ndimage import gaussian_filter
 
 from .datasets import ImageSource, _Seeded, resolve_images
 from .degradations import blur, gaussian_kernel, image_seed, quantize
-from .io import ImageFormatError, convert_channels, read_image
+from .io import ImageFormatError, convert_channels, gray_8bit, read_image
 
 FUSION_KINDS = ("multi_focus", "multi_exposure", "ir_vis")
 
@@ -104,7 +104,7 @@ class SyntheticFusionDataset(_Seeded):
         path = self.paths[index]
         ref = read_image(path, min_size=self.patch_size or 0)
         if self.kind != "multi_exposure":
-            ref = quantize(convert_channels(ref, 1)) if ref.shape[0] == 3 else ref
+            ref = gray_8bit(ref) if ref.shape[0] == 3 else ref
         if self.patch_size is not None:
             rng = self._rng(index)
             h, w = ref.shape[-2:]
@@ -118,6 +118,53 @@ class SyntheticFusionDataset(_Seeded):
         else:
             a, b = ir_vis_pair(ref, seed)
         return {"a": a.contiguous(), "b": b.contiguous(), "ref": ref.contiguous(), "name": path.stem}
+
+
+class FusionFolderDataset(_Seeded):
+    """Registered source pairs from two folders matched by file name (e.g. MSRS ``ir/`` and ``vi/``).
+
+    a_dir: first source (infrared, by CDDFuse's convention A); b_dir: second (visible). channels: 1 (default;
+    gray = BT.601 luma rounded to 8 bits) or None to keep the files' channels. patch_size/augment/seed: random
+    aligned crops and flips for training. Samples: ``{"a": (C, H, W), "b": (C, H, W), "name": str}``.
+    """
+
+    def __init__(self, a_dir, b_dir, channels: Optional[int] = 1, patch_size: Optional[int] = None,
+                 augment: bool = False, seed: int = 0) -> None:
+        from .datasets import list_images
+
+        super().__init__(seed)
+        a = {p.stem: p for p in list_images(a_dir)}
+        b = {p.stem: p for p in list_images(b_dir)}
+        unpaired = sorted(set(a) ^ set(b))
+        if unpaired:
+            raise FileNotFoundError(f"unpaired images between {a_dir} and {b_dir}: {', '.join(unpaired[:5])}")
+        self.names = sorted(a)
+        self.a_paths, self.b_paths = [a[n] for n in self.names], [b[n] for n in self.names]
+        self.channels, self.patch_size, self.augment = channels, patch_size, augment
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def _read(self, path) -> torch.Tensor:
+        x = read_image(path, min_size=self.patch_size or 0)
+        if self.channels == 1 and x.shape[0] == 3:
+            return gray_8bit(x)
+        return convert_channels(x, self.channels)
+
+    def __getitem__(self, index: int) -> Dict[str, object]:
+        from .datasets import aligned_random_crop, dihedral
+
+        a, b = self._read(self.a_paths[index]), self._read(self.b_paths[index])
+        if a.shape[-2:] != b.shape[-2:]:
+            raise ImageFormatError(f"{self.names[index]}: sources differ in size, {tuple(a.shape[-2:])} vs "
+                                   f"{tuple(b.shape[-2:])} (fusion needs registered pairs)")
+        rng = self._rng(index)
+        if self.patch_size is not None:
+            a, b = aligned_random_crop(a, b, self.patch_size, 1, rng)
+        if self.augment:
+            k = int(rng.integers(0, 8))
+            a, b = dihedral(a, k), dihedral(b, k)
+        return {"a": a.contiguous(), "b": b.contiguous(), "name": self.names[index]}
 
 
 def ihc_stain_pair() -> Tuple[torch.Tensor, torch.Tensor]:

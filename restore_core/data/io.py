@@ -114,6 +114,20 @@ def convert_channels(x: torch.Tensor, channels: Optional[int]) -> torch.Tensor:
     raise ImageFormatError(f"channels must be 1 or 3, got {channels}")
 
 
+def gray_8bit(x: torch.Tensor) -> torch.Tensor:
+    """Gray version of an 8-bit RGB image, as an 8-bit gray file would hold it.
+
+    x: ``(3, H, W)`` or ``(Bt, 3, H, W)`` in [0, 1] with values on the 8-bit grid; returns ``(..., 1, H, W)``
+    ``= round(0.299 R + 0.587 G + 0.114 B) / 255`` computed in float64 on the integer levels (so ties round the
+    same way as :func:`restore_core.data.embedded.rgb_to_gray_uint8` and numpy).
+    """
+    if x.shape[-3] != 3:
+        raise ImageFormatError(f"gray_8bit needs 3 channels, got {x.shape[-3]}")
+    levels = torch.round(x.double() * 255.0)
+    w = torch.tensor(LUMA_BT601, dtype=torch.float64, device=x.device).view(3, 1, 1)
+    return (torch.round((levels * w).sum(dim=-3, keepdim=True)) / 255.0).to(x.dtype)
+
+
 def read_image(path: PathLike, channels: Optional[int] = None, min_size: int = 0) -> torch.Tensor:
     """Read a PNG/JPEG/BMP/TIFF (8- or 16-bit, gray or colour) as a float32 tensor ``(C, H, W)`` in [0, 1].
 
