@@ -330,6 +330,7 @@ def write_json(report: Dict[str, object], path: os.PathLike) -> Path:
     with os.fdopen(fd, "w") as fh:
         json.dump(report, fh, indent=1, sort_keys=False)
         fh.write("\n")
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     return path
 

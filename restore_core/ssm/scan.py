@@ -18,8 +18,12 @@ Argument conventions follow mamba-ssm's ``selective_scan_fn``:
     delta_bias: (D,) or None
 
 Backends (chosen with ``backend=``): ``"ref"`` is the sequential loop and the test oracle; ``"cuda"`` calls
-mamba-ssm's kernel for CUDA tensors when it imports; further backends register themselves through
-:func:`register_backend`. ``"auto"`` picks the fastest available one and logs its choice once.
+mamba-ssm's kernel for CUDA tensors when it imports; ``"native"`` is a C++/OpenMP CPU kernel with a hand-written
+backward (restore_core/ssm/native.py, built once per machine on first use); ``"chunked"`` is a pure-PyTorch
+chunked scan with rescaling, the fallback where no C++ compiler exists (restore_core/ssm/chunked.py). Further
+backends register themselves through :func:`register_backend`. ``"auto"`` picks the available backend with the
+highest priority, cuda (GPU tensors, mamba-ssm importable) > native (CPU, compiler) > chunked > ref, and logs its
+choice once per (backend, device, dtype). Speeds: ``python -m restore_core.bench scan``.
 Explained in the book chapter "Selective scan and scanning images".
 """
 from __future__ import annotations
