@@ -2,15 +2,13 @@
 
 The network comes from :func:`restore_core.models.build_model` (``network_g.type`` = registered architecture,
 ``preset``, other keys = constructor overrides; the top-level ``scale`` fills the arch's ``upscale``/``scale``
-field). Datasets come from :mod:`restore_core.data`; their arguments are checked against the registered
-dataset's signature so a misspelled key names its config path. Metrics: see :mod:`restore_core.train.evaluate`.
+field). Datasets: :mod:`restore_core.train.datasets`; metrics: :mod:`restore_core.train.evaluate`.
 """
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -72,58 +70,14 @@ def load_pretrained(net: nn.Module, path: str, strict: bool = True, param_key: O
 # --------------------------------------------------------------------------------------------------------------
 # datasets
 
-def dataset_factory(type_name: str) -> Callable[..., Any]:
-    """The dataset class / factory registered under ``type_name`` in :mod:`restore_core.data`."""
-    from .. import data
-
-    registry = getattr(data, "DATASETS", None)
-    if registry is None:
-        raise ConfigError("restore_core.data has no DATASETS registry yet: pass train_set= / val_set= to train()")
-    if type_name not in registry:
-        raise ConfigError(f"unknown dataset type {type_name!r}; known: {', '.join(registry.names())}")
-    return registry.get(type_name)
-
-
-def _check_args(fn: Callable[..., Any], kwargs: Dict[str, Any], where: str) -> None:
-    sig = inspect.signature(fn)
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
-        return
-    bad = sorted(k for k in kwargs if k not in sig.parameters)
-    if bad:
-        valid = sorted(k for k in sig.parameters if k != "self")
-        raise ConfigError(f"{', '.join(where + '.' + b for b in bad)}: unknown option(s); valid: {valid}")
-
-
-def _resolve_roots(params: Dict[str, Any], data_root: str) -> Dict[str, Any]:
-    out = dict(params)
-    for k, v in params.items():
-        if k.startswith("dataroot") and isinstance(v, str) and not Path(v).is_absolute():
-            out[k] = str(Path(data_root) / v)
-        elif k.startswith("dataroot") and isinstance(v, list):
-            out[k] = [str(Path(data_root) / x) if isinstance(x, str) and not Path(x).is_absolute() else x
-                      for x in v]
-    return out
-
-
 def build_dataset(cfg: TrainConfig, phase: str) -> Optional[Any]:
     """``datasets.<phase>`` -> a map-style dataset (None when the config has no such phase)."""
+    from .datasets import build_dataset_from_options
+
     ds: Optional[DatasetOptions] = cfg.datasets.get(phase)
     if ds is None:
         return None
-    fn = dataset_factory(ds.type)
-    kwargs = _resolve_roots(ds.params, cfg.data_root)
-    params = inspect.signature(fn).parameters
-    if "scale" in params:
-        kwargs["scale"] = cfg.scale
-    if "phase" in params and "phase" not in kwargs:
-        kwargs["phase"] = phase
-    if "seed" in params and "seed" not in kwargs:
-        kwargs["seed"] = cfg.manual_seed
-    _check_args(fn, kwargs, f"datasets.{phase}")
-    try:
-        return fn(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"datasets.{phase} ({ds.type}): {exc}") from None
+    return build_dataset_from_options(ds, cfg, phase)
 
 
 def build_train_dataset(cfg: TrainConfig) -> Any:

@@ -4,7 +4,8 @@ A config file looks like BasicSR's ``options/train/*.yml`` (``name, model_type, 
 datasets: {train, val}, network_g, path, train, val, logger``) with three additions:
 
 - ``base:`` (or ``_base_:``) names one or more files this one overrides (relative path, or a preset name such
-  as ``mambair/_base_sr``); dicts are merged key by key, lists and scalars replaced.
+  as ``mambair/_base_sr``); dicts are merged key by key, lists and scalars replaced; a dict holding
+  ``_delete_: true`` replaces the inherited one instead (e.g. a quick profile's dataset of another type).
 - ``profiles: {quick: {...}, full: {...}}``: overrides applied by ``load_config(..., profile="quick")``.
 - ``scale`` appears once, at the top; it is passed to the network (``upscale``/``scale`` field) and to the
   datasets that take one. Dataset keys named ``dataroot*`` are relative to the one top-level ``data_root``.
@@ -387,14 +388,26 @@ def validate(cfg: TrainConfig) -> None:
 # YAML files: base composition, profiles, overrides
 
 def deep_merge(base: Dict[str, Any], over: Mapping[str, Any]) -> Dict[str, Any]:
-    """``over`` merged into a copy of ``base``: dicts recursively, everything else replaced."""
+    """``over`` merged into a copy of ``base``: dicts recursively, everything else replaced. A dict with
+    ``_delete_: true`` replaces the base's dict instead of merging into it (mmcv's convention)."""
     out = copy.deepcopy(base)
     for k, v in over.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+        if isinstance(v, Mapping) and v.get("_delete_") is True:
+            out[k] = {kk: copy.deepcopy(vv) for kk, vv in v.items() if kk != "_delete_"}
+        elif isinstance(v, Mapping) and isinstance(out.get(k), dict):
             out[k] = deep_merge(out[k], v)
         else:
-            out[k] = copy.deepcopy(v)
+            out[k] = copy.deepcopy(v)  # nested _delete_ markers stay until the dict is merged onto something
     return out
+
+
+def strip_delete_markers(d: Any) -> Any:
+    """``d`` without the ``_delete_`` keys left over once every base and profile has been merged."""
+    if isinstance(d, Mapping):
+        return {k: strip_delete_markers(v) for k, v in d.items() if k != "_delete_"}
+    if isinstance(d, list):
+        return [strip_delete_markers(v) for v in d]
+    return d
 
 
 def resolve_config_path(name_or_path: Union[str, Path], relative_to: Optional[Path] = None) -> Path:
@@ -420,7 +433,7 @@ def list_configs() -> List[str]:
     if not CONFIG_DIR.is_dir():
         return []
     return sorted(str(p.relative_to(CONFIG_DIR).with_suffix("")) for p in CONFIG_DIR.rglob("*.yml")
-                  if not p.name.startswith("_"))
+                  if not any(part.startswith("_") for part in p.relative_to(CONFIG_DIR).parts))
 
 
 def read_yaml_composed(path: Path, _seen: Tuple[Path, ...] = ()) -> Dict[str, Any]:
@@ -504,6 +517,7 @@ def load_config(name_or_path: Union[str, Path, Mapping[str, Any]], profile: Opti
             raise ConfigError(f"profile must be one of {PROFILES}, got {profile!r}")
         raw = deep_merge(raw, profiles.get(profile) or {})
         raw["profile"] = profile
+    raw = strip_delete_markers(raw)
     apply_overrides(raw, overrides)
     root = data_root or os.environ.get("RESTORE_CORE_DATA_ROOT")
     if root:

@@ -142,8 +142,8 @@ def evaluate(model: nn.Module, dataset: Any, metrics: Mapping[str, Any], *, scal
              max_images: Optional[int] = None, progress: bool = True) -> EvalResult:
     """Score ``model`` on every item of ``dataset``.
 
-    dataset items: dicts with "lq"/"gt" (restoration) or "vis"/"ir" (fusion) tensors (C, H, W) in [0, 1], or
-    pairs; an optional "name". metrics: ``{name: {type: calculate_psnr, crop_border: 2, test_y_channel: true}}``
+    dataset items: dicts with "lq"/"hq" (restoration) or "ir"/"vis" (fusion; "a"/"b" = infrared/visible)
+    tensors (C, H, W) in [0, 1], or pairs; an optional "name". metrics: ``{name: {type: calculate_psnr, crop_border: 2, test_y_channel: true}}``
     (or :class:`~restore_core.train.config.MetricOptions`); types are :func:`metric_names` (BasicSR's
     calculate_psnr / calculate_ssim, and the fusion metrics EN, SD, SF, AG, MI, SCD, VIF, Qabf, SSIM, scored
     on the visible image's Y and the infrared image).
@@ -169,9 +169,10 @@ def evaluate(model: nn.Module, dataset: Any, metrics: Mapping[str, Any], *, scal
             a, b = a.unsqueeze(0).to(dev), b.unsqueeze(0).to(dev)
             row: Dict[str, Any] = {"name": _name(item, i)}
             if task == "fusion":
-                fused = model(a, b).float().clamp(0, 1)
+                ir, vis_y = a.float(), luma(b.float())
+                fused = model(ir, vis_y).float().clamp(0, 1)
                 for name in opts:
-                    row[name] = fns[name](fused, luma(a.float()), b.float())
+                    row[name] = fns[name](fused, vis_y, ir)
             else:
                 pred = restore(model, a, scale=scale, tile=tile, tile_overlap=tile_overlap,
                                self_ensemble=self_ensemble).float().clamp(0, 1)

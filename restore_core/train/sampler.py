@@ -8,6 +8,7 @@ Random augmentation (crops, flips, noise) must not depend on how many workers, r
 :class:`SeededSampleDataset` therefore seeds Python, NumPy and torch from ``(seed, epoch, index)`` just for the
 call of ``dataset[index]`` and restores the caller's RNG states afterwards: the same sample in the same epoch
 gets the same augmentation in every run, and the training loop's own random state (dropout, ...) is untouched.
+Datasets with a ``set_epoch`` method (those of :mod:`restore_core.data`) are also told the epoch.
 """
 from __future__ import annotations
 
@@ -46,6 +47,9 @@ class SeededSampleDataset(Dataset):
         epoch, i = divmod(int(k), self.n)
         s = sample_seed(self.seed, epoch, i)
         py_state, np_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
+        set_epoch = getattr(self.dataset, "set_epoch", None)
+        if set_epoch is not None:  # restore_core.data's datasets draw crops/flips/noise from (seed, epoch, index)
+            set_epoch(epoch)
         try:
             random.seed(s)
             np.random.seed(s % 2**32)

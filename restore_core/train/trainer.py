@@ -97,30 +97,34 @@ def _to_device(x: Any, device: torch.device) -> Any:
 
 
 def restoration_pair(batch: Any) -> Tuple[Tensor, Tensor]:
-    """(lq, gt) from a batch: a dict with "lq"/"gt" (BasicSR's keys) or a (lq, gt) pair. Shapes (Bt, C, H, W)."""
+    """(lq, target) from a batch: a dict with "lq" and "hq" (restore_core.data's key) or "gt" (BasicSR's), or
+    an (lq, target) pair. Shapes (Bt, C, H, W)."""
     if isinstance(batch, Mapping):
-        if "lq" not in batch or "gt" not in batch:
-            raise ValueError(f"a restoration batch needs 'lq' and 'gt' entries, got {sorted(batch)}")
-        return batch["lq"], batch["gt"]
+        target = batch.get("hq", batch.get("gt"))
+        if "lq" not in batch or target is None:
+            raise ValueError(f"a restoration batch needs 'lq' and 'hq' (or 'gt') entries, got {sorted(batch)}")
+        return batch["lq"], target
     if isinstance(batch, (list, tuple)) and len(batch) >= 2:
         return batch[0], batch[1]
-    raise ValueError(f"a restoration batch must be a dict with lq/gt or an (lq, gt) pair, got {type(batch)}")
+    raise ValueError(f"a restoration batch must be a dict with lq/hq or an (lq, hq) pair, got {type(batch)}")
 
 
-_FUSION_KEYS = (("vis", "ir"), ("visible", "infrared"), ("a", "b"))
+# (infrared key, visible key); restore_core.data's fusion pairs call them "a" (infrared) and "b" (visible)
+_FUSION_KEYS = (("ir", "vis"), ("infrared", "visible"), ("a", "b"))
 
 
 def fusion_pair(batch: Any) -> Tuple[Tensor, Tensor]:
-    """(vis, ir) from a batch: a dict with "vis"/"ir" (or "visible"/"infrared", "a"/"b") or a pair.
-    vis: (Bt, 1 or 3, H, W), ir: (Bt, 1, H, W)."""
+    """(ir, vis) from a batch: a dict with "ir"/"vis", "infrared"/"visible" or "a"/"b" (a = infrared, as
+    :class:`restore_core.data.SyntheticFusionDataset`), or an (ir, vis) pair.
+    ir: (Bt, 1, H, W); vis: (Bt, 1 or 3, H, W)."""
     if isinstance(batch, Mapping):
-        for k1, k2 in _FUSION_KEYS:
-            if k1 in batch and k2 in batch:
-                return batch[k1], batch[k2]
-        raise ValueError(f"a fusion batch needs 'vis' and 'ir' entries, got {sorted(batch)}")
+        for k_ir, k_vis in _FUSION_KEYS:
+            if k_ir in batch and k_vis in batch:
+                return batch[k_ir], batch[k_vis]
+        raise ValueError(f"a fusion batch needs 'ir' and 'vis' (or 'a' and 'b') entries, got {sorted(batch)}")
     if isinstance(batch, (list, tuple)) and len(batch) >= 2:
         return batch[0], batch[1]
-    raise ValueError(f"a fusion batch must be a dict with vis/ir or a (vis, ir) pair, got {type(batch)}")
+    raise ValueError(f"a fusion batch must be a dict with ir/vis or an (ir, vis) pair, got {type(batch)}")
 
 
 def luma(x: Tensor) -> Tensor:
@@ -296,10 +300,11 @@ class Trainer:
     def _loss(self, batch: Any) -> Tuple[Tensor, Dict[str, Tensor]]:
         batch = _to_device(batch, self.device)
         if self.cfg.task == "fusion":
-            vis, ir = fusion_pair(batch)
+            ir, vis = fusion_pair(batch)
+            vis_y = luma(vis)
             with self._autocast():
-                fused = self.model(vis, ir)
-            loss = self.fusion_loss(fused.float(), luma(vis.float()), ir.float())
+                fused = self.model(ir, vis_y)  # the fusion models' signature: model(ir, vis_y)
+            loss = self.fusion_loss(fused.float(), vis_y.float(), ir.float())
             return loss, {}
         lq, gt = restoration_pair(batch)
         with self._autocast():
@@ -452,8 +457,9 @@ def train(config: Union[TrainConfig, str, Path, Mapping[str, Any]], *, profile: 
     config: a :class:`TrainConfig`, a preset name ("mambair/sr_x2"), a YAML path or a dict in the YAML layout
         (``profile`` and ``overrides`` apply to the last three).
     model / train_set / val_set: in-memory replacements for ``network_g`` / ``datasets.train`` /
-        ``datasets.val``. Train items are dicts with "lq"/"gt" (restoration) or "vis"/"ir" (fusion) tensors
-        (C, H, W), or pairs; val items likewise (full images).
+        ``datasets.val``. Items are dicts with "lq"/"hq" (restoration; "gt" also accepted) or "ir"/"vis"
+        (fusion; "a"/"b" = infrared/visible also accepted) tensors (C, H, W) in [0, 1], or such pairs;
+        val items are full images. A fusion model is called as ``model(ir, vis_y)``.
     out_dir: the experiment folder (checkpoints/, tb/, config.yml, train_log.json); default
         ``path.experiments_root``/``name`` (``experiments/<name>``). ``save_checkpoints=False`` writes nothing.
     resume: a checkpoint path or "auto" (the newest in out_dir, if any); default ``path.resume_state``.
