@@ -67,8 +67,13 @@ def test_uint8_in_uint8_out_rounded():
     x = rng.integers(0, 256, (16, 12, 3), dtype=np.uint8)
     got = imresize_np(x, scale=0.5)
     assert got.dtype == np.uint8
-    ref = np.clip(np.round(imresize_np(x.astype(np.float64), scale=0.5)), 0, 255).astype(np.uint8)
+    ref = np.floor(np.clip(imresize_np(x.astype(np.float64), scale=0.5), 0, 255) + 0.5).astype(np.uint8)
     assert np.array_equal(got, ref)
+    # an exact tie: the 6th sample of this row upscaled x2 is 108.5 (dyadic weights); MATLAB's uint8 conversion
+    # rounds it up to 109 (numpy's round-half-even would give 108); negative results clip to 0
+    row = np.array([[100, 219, 141, 8]])
+    assert imresize_np(row.astype(np.float64), size=(1, 8))[0, 5] == 108.5
+    assert imresize_np(row.astype(np.uint8), size=(1, 8)).tolist() == [[89, 126, 200, 215, 169, 109, 33, 0]]
 
 
 @pytest.mark.parametrize("scale", [0.5, 0.25, 1 / 3, 2, 3, 4])

@@ -51,9 +51,10 @@ def _check_image(x: torch.Tensor, name: str = "image") -> None:
 
 
 def quantize(x: torch.Tensor, bits: int = 8) -> torch.Tensor:
-    """Clip to [0, 1] and round to ``bits`` bits (what saving an 8-bit PNG does). x: any shape."""
+    """Clip to [0, 1] and round to ``bits`` bits, halves up (MATLAB's ``im2uint8`` / ``imwrite``, which made the
+    papers' LR files). x: any shape."""
     peak = float(2 ** bits - 1)
-    return torch.round(x.clamp(0, 1) * peak) / peak
+    return torch.floor(x.clamp(0, 1) * peak + 0.5) / peak
 
 
 def mod_crop(x: torch.Tensor, scale: int) -> torch.Tensor:

@@ -10,7 +10,13 @@ The SR papers (MambaIR, RNAN and their baselines) make low-resolution inputs wit
   ``ceil(width) + 2`` integers from ``floor(u - width / 2)``; weights are normalised to sum 1;
 * borders: out-of-range indices are mirrored symmetrically (``..., 2, 1 | 1, 2, ..., n | n, n-1, ...``);
 * dimensions are processed one at a time, the one with the smallest scale factor first (rows on ties);
-* uint8 input gives uint8 output (rounded, clipped), float input gives unclipped float output.
+* uint8 input gives uint8 output (clipped, halves rounded away from zero as MATLAB), float input gives
+  unclipped float output.
+
+Checked against MATLAB's own outputs (xinntao/matlab_functions_verification: ``imresize(im2double(baboon),
+s, 'bicubic')`` written with ``imwrite``): after 8-bit rounding, x1/3 and x1/4 downscaling and x3 upscaling are
+identical; x1/2 differs in 2 of 177,120 values and x2 upscaling in 44 of 2,833,920, each by one level and each
+at an exact .5 tie that the two summation orders round to different sides (|diff| < 1e-13 before rounding).
 
 Pillow's BICUBIC (a = -0.5 too, but different support/normalisation at borders) lands ~56 dB from MATLAB;
 OpenCV's INTER_CUBIC (a = -0.75) and ``torch.nn.functional.interpolate(mode="bicubic")`` without antialias
@@ -113,8 +119,8 @@ def imresize_np(img: np.ndarray, scale: Optional[float] = None, size: Optional[S
     for dim in _order(scales):
         m = resize_matrix(x.shape[dim], out_hw[dim], scales[dim], antialias)  # (out, in)
         x = np.moveaxis(np.tensordot(m, x, axes=([1], [dim])), 0, dim)
-    if is_uint8:
-        return np.clip(np.round(x), 0, 255).astype(np.uint8)
+    if is_uint8:  # MATLAB rounds halves away from zero (numpy's round would go to even)
+        return np.floor(np.clip(x, 0, 255) + 0.5).astype(np.uint8)
     return x
 
 
