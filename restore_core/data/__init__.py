@@ -10,6 +10,8 @@ Quick reference::
 from .catalog import CATALOG, DatasetEntry, get_dataset, list_datasets
 from .datasets import (DegradedDataset, PairedFolderDataset, aligned_random_crop, dihedral, list_images,
                        resolve_images)
+from .download import (ChecksumError, DownloadError, ManualStepRequired, download_file, fetch_dataset,
+                       verify_dataset)
 from .degradations import (Degradation, add_gaussian_noise, bayer_mask, bayer_mosaic, bicubic_downsample, blur,
                            gaussian_kernel, image_seed, jpeg_compress, mod_crop, motion_kernel, parse_degradation,
                            quantize)
@@ -22,6 +24,7 @@ from .io import (ImageFormatError, convert_channels, gray_8bit, read_image, read
 
 __all__ = [
     "CATALOG", "DatasetEntry", "get_dataset", "list_datasets",
+    "ChecksumError", "DownloadError", "ManualStepRequired", "download_file", "fetch_dataset", "verify_dataset",
     "DegradedDataset", "PairedFolderDataset", "aligned_random_crop", "dihedral", "list_images", "resolve_images",
     "Degradation", "add_gaussian_noise", "bayer_mask", "bayer_mosaic", "bicubic_downsample", "blur",
     "gaussian_kernel", "image_seed", "jpeg_compress", "mod_crop", "motion_kernel", "parse_degradation", "quantize",

@@ -27,6 +27,10 @@ and the sources ``A`` (e.g. infrared) and ``B`` (e.g. visible). Definitions:
 * SSIM = ssim(F, A) + ssim(F, B) with scikit-image's defaults as CDDFuse calls them (7x7 uniform window, sample
   covariance). CDDFuse passes float images without ``data_range``, and the scikit-image of its time then used
   the float dtype range 2.0; ``data_range=2.0`` (default) reproduces its numbers, 255 gives the textbook value.
+
+Checked once against CDDFuse's ``utils/Evaluator.py`` on float64 images: all nine agree within 1e-15
+(all but MI bit-identical); on the float32 arrays its reader produces, its own float32 arithmetic
+moves Qabf by ~2e-4 and VIF by ~1e-5.
 """
 from __future__ import annotations
 
