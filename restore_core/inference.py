@@ -22,8 +22,7 @@ scale ``s`` is read off the first output, never assumed.
 """
 from __future__ import annotations
 
-import math
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F

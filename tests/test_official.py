@@ -7,6 +7,7 @@ checked against independent functional forwards of the official structures over 
 from __future__ import annotations
 
 import functools
+import math
 
 import pytest
 import torch
@@ -188,3 +189,18 @@ def test_mambair_matches_official_forward(preset, scale, channels):
     tol = 1e-4 * theirs.abs().max().item()
     assert ours.shape == theirs.shape == (1, channels, 5 * scale, 7 * scale)
     assert (ours - theirs).abs().max().item() < tol
+
+
+@pytest.mark.parametrize("name,count", [("mambair:classic_sr_x2", 20_421_863), ("mambair:light_sr_x2", 1_363_320),
+                                        ("mambair:light_sr_v2_x2", 905_016), ("mambair:color_dn", 15_777_507),
+                                        ("rnan:color_dn", 8_959_555)])
+def test_layout_parameter_counts_match_the_official_modules(name, count):
+    if name not in FORMATS:
+        pytest.skip(f"{name} not registered")
+    arch, preset = name.split(":")
+    assert sum(math.prod(s) for s in official_layout(arch, preset).values()) == count
+
+
+def test_unknown_format_lists_the_known_ones():
+    with pytest.raises(KeyError, match="known: .*rnan:color_dn"):
+        official_format("rnan", "tiny")

@@ -84,6 +84,9 @@ def _check_header(path: Path) -> None:
 
 
 def _in_channels(model: nn.Module) -> int:
+    declared = getattr(model, "in_channels", None)  # MambaIR, RNAN
+    if isinstance(declared, int):
+        return declared
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             return m.in_channels

@@ -54,7 +54,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from .registry import build_model, get_config, list_archs, model_class
+from .registry import build_model, list_archs, model_class
 
 log = logging.getLogger(__name__)
 
@@ -279,9 +279,9 @@ def _model_layout(arch: str, model: nn.Module) -> Layout:
     return out
 
 
-def _build(arch: str, preset: str, device: Union[str, torch.device] = "cpu", **overrides: Any) -> nn.Module:
-    fmt = official_format(arch, preset)
-    switches = {**fmt.switches, **overrides}
+def _build(arch: str, preset: str, device: Union[str, torch.device] = "cpu") -> nn.Module:
+    """Our model of an official format, with the switches that reproduce the official numbers."""
+    switches = dict(official_format(arch, preset).switches)
     if device == "meta":
         with torch.device("meta"):
             return build_model(arch, preset, **switches)
