@@ -100,7 +100,9 @@ def test_gray_mosaic_jpeg_blur_and_repeat():
     j = DegradedDataset("embedded:test", "jpeg_10", patch_size=64, augment=True)
     assert j[3]["lq"].shape == (3, 64, 64)
     r = DegradedDataset("embedded:test", "gblur_1.5", repeat=3)
-    assert len(r) == 24 and r[8]["name"] == r[0]["name"]
+    assert len(r) == 24 and r[8]["name"] == r[0]["name"] and r.cache
+    u = DegradedDataset("embedded:test", "gblur_1.5", repeat=3, cache=False)
+    assert torch.equal(u[8]["lq"], r[8]["lq"]) and not u._hq and not u._lq
 
 
 def test_dihedral_group():

@@ -12,7 +12,7 @@ from scipy import ndimage
 from restore_core.data.degradations import (add_gaussian_noise, bayer_mosaic, bicubic_downsample, blur,
                                             gaussian_kernel, image_seed, jpeg_compress, mod_crop, motion_kernel,
                                             parse_degradation)
-from restore_core.data.imresize import contributions, cubic, imresize, imresize_np, output_size
+from restore_core.data.imresize import contributions, cubic, imresize, imresize_np, output_size, resize_matrix
 
 
 # --- MATLAB imresize -------------------------------------------------------------------------------------------
@@ -47,6 +47,11 @@ def test_contributions_are_normalised_and_mirrored():
         w, idx = contributions(n_in, n_out, n_out / n_in)
         np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=1e-12)
         assert idx.min() >= 0 and idx.max() < n_in
+
+
+def test_resize_matrix_is_the_same_operator():
+    x = np.random.default_rng(7).random((13, 5))
+    np.testing.assert_allclose(resize_matrix(13, 4, 4 / 13) @ x, imresize_np(x, size=(4, 5)), atol=1e-13)
 
 
 def test_output_size_rules():
