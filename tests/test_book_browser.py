@@ -4,7 +4,7 @@ Every HTML page of the real book and of a tiny temporary book (stored widget vie
 slider, an equation, a PNG, the generated scoreboard) is served from 127.0.0.1 and opened; each page must
 show no console errors, make no request that leaves 127.0.0.1, load every <img>, render every stored widget
 view with its controls (and every equation), and the landing page must carry the scoreboard. Screenshots of
-every page go to _build/screenshots/.
+every page (its first 1280 x 1600 px) go to _build/screenshots/.
 
 Needs /usr/bin/chromium (``scripts/install_browser.sh``; ``make test`` runs it). The builds are shared with
 tests/test_book_build.py.
@@ -72,7 +72,7 @@ def check_page(browser, base: str, html: Path, page_path: Path, shot_dir: Path) 
     errors: List[str] = []
     external: List[str] = []
     failed: List[str] = []
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
+    context = browser.new_context(viewport={"width": 1280, "height": 1600}, service_workers="block")
     page = context.new_page()
 
     def route(r):
@@ -111,7 +111,7 @@ def check_page(browser, base: str, html: Path, page_path: Path, shot_dir: Path) 
                            " i.naturalWidth])")
     shot_dir.mkdir(parents=True, exist_ok=True)
     name = page_path.relative_to(html).as_posix().replace("/", "__").removesuffix(".html")
-    page.screenshot(path=str(shot_dir / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(shot_dir / f"{name}.png"))  # the first 1600 px: full pages cost seconds each
     info = {"url": url, "page": page, "context": context, "errors": errors, "external": external,
             "failed": failed, "images": images, "widget_views": n_views, "widgets_rendered": n_rendered,
             "math": has_math}
@@ -159,7 +159,7 @@ def test_real_book_pages_render_offline(browser):
 
 
 def test_tiny_book_widgets_sliders_math_and_scoreboard(browser):
-    html = tiny_book_build(True).require()
+    html = tiny_book_build().require()
     shot_dir = SCREENSHOTS / "tiny-book"
     shutil.rmtree(shot_dir, ignore_errors=True)
     checked = set()
