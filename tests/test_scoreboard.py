@@ -98,3 +98,9 @@ def test_write_is_idempotent(results, tmp_path):
                                               (1363320, None, "1,363,320"), (-0.04, None, "-0.0400")])
 def test_format_value(x, std, expected):
     assert format_value(x, std) == expected
+
+
+def test_a_broken_results_file_is_named(results):
+    (results / "broken.quick.json").write_text('{"chapter": "broken"}')
+    with pytest.raises(ValueError, match=r"broken\.quick\.json: results document lacks key 'paper'"):
+        render_scoreboard(results)

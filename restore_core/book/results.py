@@ -89,8 +89,11 @@ def load_results(chapter: str, profile: str, out_dir: Optional[os.PathLike] = No
 def all_results(out_dir: Optional[os.PathLike] = None) -> List[Dict[str, Any]]:
     docs = []
     for p in sorted(Path(out_dir or RESULTS_DIR).glob("*.json")):
-        doc = json.loads(p.read_text())
-        validate_results(doc)
+        try:
+            doc = json.loads(p.read_text())
+            validate_results(doc)
+        except ValueError as exc:  # JSONDecodeError is a ValueError too: name the file
+            raise ValueError(f"{p}: {exc}") from exc
         docs.append(doc)
     return docs
 
