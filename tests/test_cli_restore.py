@@ -60,6 +60,7 @@ def test_official_weights_end_to_end_subprocess(tmp_path):
                            str(weights), str(img), "-o", str(out), "--no-progress"],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
+    assert "'params_ema' entry" in proc.stdout
     result = out / "in.png"
     assert result.is_file() and not list(out.glob(".*tmp"))
     model = from_official(arch, preset, {"params_ema": sd})
@@ -158,6 +159,9 @@ def test_unreadable_input_and_wrong_preset_are_one_line_errors(tmp_path, capsys)
     rc = main(["restore", "--official", other, str(weights), str(img), "-o", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and f"fits {arch}:{preset}" in err and len(err.splitlines()) == 1
+    rc = main(["restore", str(weights), str(img), "-o", str(tmp_path / "o")])  # official file, no --official
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and f"add --official {arch}:{preset}" in err and len(err.splitlines()) == 1
 
 
 def test_inspect_cli(tmp_path, capsys):

@@ -99,6 +99,9 @@ def test_checkpoint_file_loads_with_weights_only(tmp_path):
     path = tmp_path / "RNAN_CAR.pt"
     torch.save(sd, path)
     assert _equal_dicts(to_official(from_official("rnan", "car", path)), sd)
+    legacy = tmp_path / "RNAN_CAR_legacy.pt"  # the pre-1.6 (non-zip) format RNAN's 2019 files use
+    torch.save(sd, legacy, _use_new_zipfile_serialization=False)
+    assert _equal_dicts(read_official_checkpoint(legacy)[0], sd)
     bad = tmp_path / "not_a_checkpoint.pth"
     bad.write_bytes(b"hello")
     with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):

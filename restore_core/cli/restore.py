@@ -112,7 +112,8 @@ def load_model(checkpoint: str, official: Optional[str], arch: Optional[str],
             fmt = official_format(a, pr)
         except KeyError as exc:
             raise ValueError(exc.args[0]) from None
-        return from_official(a, pr, path), fmt.pixel_range, f"official {fmt.name} weights from {path}"
+        sd, note = read_official_checkpoint(path)
+        return from_official(a, pr, sd), fmt.pixel_range, f"official {fmt.name} weights ({note}) from {path}"
     if arch or preset:
         if not (arch and preset):
             raise ValueError("a plain state dict needs both --arch and --preset")
@@ -135,14 +136,28 @@ def load_model(checkpoint: str, official: Optional[str], arch: Optional[str],
     try:
         state = load_checkpoint(path)
     except ValueError as exc:
-        raise ValueError(f"{exc}. A plain state dict needs --arch and --preset; released official weights "
-                         f"need --official ARCH:PRESET (`restore-core inspect {path}` names it)") from None
+        raise ValueError(f"{exc}. {_official_hint(path)}") from None
     model = build_network(config_from_dict(state["config"]))
     use_ema = state.get("ema") is not None
     model.load_state_dict(model_weights(state, prefer_ema=True))
     net = state["config"].get("network_g", {})
     what = f"{net.get('type')}:{net.get('preset')} step {state.get('step')}" + (" (EMA)" if use_ema else "")
     return model.eval(), 1.0, f"training checkpoint {what} from {path}"
+
+
+def _official_hint(path: Path) -> str:
+    """What to add to the command line for a file that is not a training checkpoint."""
+    from ..models.official import inspect_checkpoint
+
+    try:
+        fits = inspect_checkpoint(path).exact
+    except ValueError:
+        fits = []
+    if fits:
+        return (f"It holds official weights that fit {' / '.join(f.name for f in fits)}: add "
+                f"--official {fits[0].name}")
+    return ("A plain state dict needs --arch and --preset; released official weights need --official "
+            f"ARCH:PRESET (`restore-core inspect {path}` names it)")
 
 
 def restore_file(model: nn.Module, src: Path, dst: Path, *, pixel_range: float, tile: Optional[int],
