@@ -186,3 +186,60 @@ def test_rssb_skip_scales_and_drop_path():
         torch.manual_seed(0)
         y2 = blk(x)
     assert torch.isfinite(y1).all() and not torch.equal(y1, y2)  # stochastic depth only in training
+
+
+# ------------------------------------------------------------------------------------------ shared layers ----
+def test_layernorm2d_equals_channels_last_layernorm():
+    from restore_core.layers import LayerNorm2d
+    torch.manual_seed(0)
+    ln2d, ln = LayerNorm2d(6), torch.nn.LayerNorm(6)
+    with torch.no_grad():
+        ln2d.weight.uniform_(0.5, 1.5)
+        ln2d.bias.uniform_(-1, 1)
+        ln.load_state_dict(ln2d.state_dict())
+    x = torch.randn(2, 6, 5, 7, dtype=torch.float64)
+    torch.testing.assert_close(ln2d.double()(x), ln.double()(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
+    with pytest.raises(ValueError, match="expects"):
+        ln2d(torch.randn(1, 5, 2, 2))
+
+
+def test_channel_attention_and_light_cab_by_hand():
+    import torch.nn.functional as F
+    torch.manual_seed(0)
+    x = torch.randn(2, 60, 5, 7, dtype=torch.float64)
+    ca = ChannelAttention(60, 30).double()
+    a1, a3 = ca.attention[1], ca.attention[3]
+    w = torch.sigmoid(F.conv2d(F.relu(F.conv2d(x.mean((2, 3), keepdim=True), a1.weight, a1.bias)), a3.weight,
+                               a3.bias))
+    torch.testing.assert_close(ca(x), x * w)
+    cab = CAB(60, compress_ratio=2, squeeze_factor=30, kind="light").double()
+    c = cab.cab
+    assert [tuple(m.weight.shape) for m in (c[0], c[1], c[3], c[4])] == [(30, 60, 1, 1), (30, 1, 3, 3),
+                                                                        (60, 30, 1, 1), (60, 1, 3, 3)]
+    y = F.conv2d(x, c[0].weight, c[0].bias)
+    y = F.gelu(F.conv2d(y, c[1].weight, c[1].bias, padding=1, groups=30))
+    y = F.conv2d(y, c[3].weight, c[3].bias)
+    y = F.conv2d(y, c[4].weight, c[4].bias, padding=2, dilation=2, groups=60)
+    torch.testing.assert_close(cab(x), c[5](y))
+
+
+def test_upsamplers():
+    from restore_core.layers import NearestConvUpsample, PixelShuffleDirect, PixelShuffleUpsample, upsample_steps
+    assert upsample_steps(4) == [2, 2] and upsample_steps(3) == [3] and upsample_steps(8) == [2, 2, 2]
+    x = torch.randn(1, 16, 5, 7)
+    assert PixelShuffleUpsample(4, 16)(x).shape == (1, 16, 20, 28)
+    assert PixelShuffleUpsample(3, 16)(x).shape == (1, 16, 15, 21)
+    assert PixelShuffleDirect(3, 16, 3)(x).shape == (1, 3, 15, 21)
+    assert NearestConvUpsample(4, 16)(x).shape == (1, 16, 20, 28)
+    with pytest.raises(ValueError, match="scale 6 is not supported"):
+        PixelShuffleUpsample(6, 16)
+
+
+def test_drop_path_keeps_expectation():
+    from restore_core.layers import DropPath
+    torch.manual_seed(0)
+    dp = DropPath(0.25).train()
+    y = dp(torch.ones(4000, 3))
+    kept = (y[:, 0] > 0).float().mean().item()
+    assert abs(kept - 0.75) < 0.03 and torch.allclose(y[y > 0], torch.full_like(y[y > 0], 1 / 0.75))
+    assert torch.equal(dp.eval()(torch.ones(5, 2)), torch.ones(5, 2))

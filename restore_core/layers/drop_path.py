@@ -5,7 +5,6 @@ identity in eval mode. MambaIR raises p linearly from 0 to ``drop_path_rate`` ov
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 __all__ = ["DropPath", "drop_path"]

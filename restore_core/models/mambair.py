@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..layers.channel_attention import CAB, CAB_KINDS, ChannelAttention
