@@ -8,8 +8,10 @@ Non-local Attention Networks for Image Restoration", arXiv:1903.10082, code yulu
 How: a key-mapping filter (STYLE rule 12), not renamed modules. For each architecture a function gives the
 official name of every entry of *our* state dict (ordered regex rewrites); applied to a freshly built model it
 yields the complete rename table, so loading is strict in both directions: every official key must be
-consumed, every parameter / persistent buffer of ours filled, every shape equal. Where the official parameter
-layout differs from ours a per-key reshape is applied both ways. A checkpoint that does not fit raises
+consumed, every parameter / persistent buffer of ours filled, every shape equal. Each table entry carries a
+per-key tensor transform for both directions, for parameters whose layout differs from the official one; today
+all are the identity (our SS2D stores the official stacked ``x_proj_weight`` / ``dt_projs_*`` / ``A_logs`` / ``Ds``
+layout), and RNAN SR's extra MeanShift entries are folded as described below. A checkpoint that does not fit raises
 :class:`OfficialLayoutError` naming the first key that does not fit and the preset(s) whose layout the
 checkpoint does fit (found by comparing its key layout with every known one).
 
