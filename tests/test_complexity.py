@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from restore_core.analysis import (count_flops, count_parameters, count_parameters_thop_style, loglog_slope,
-                                   measure_scaling, peak_memory_bytes, selective_scan_ops)
+                                   measure_scaling, parameter_summary, peak_memory_bytes, selective_scan_ops)
 from restore_core.models import build_model
 from restore_core.ssm import SS2D
 
@@ -18,6 +18,8 @@ def test_thop_style_counts_match_paper(preset, true_count, thop_count):
         m = build_model("mambair", preset)
     assert count_parameters(m) == true_count
     assert count_parameters_thop_style(m) == thop_count
+    assert parameter_summary(m) == {"params": true_count, "params_thop_style": thop_count,
+                                    "params_missed_by_thop": true_count - thop_count}
 
 
 def test_thop_style_rules():
@@ -113,7 +115,9 @@ def test_peak_memory_cpu():
 
 def test_measure_scaling_conv_memory_is_linear():
     conv = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1))
+    conv.train()
     res = measure_scaling(conv, [8, 16, (24, 40)], repeats=1, warmup=0, progress=False)
+    assert conv.training  # mode restored
     assert res.pixels == [64, 256, 960] and res.sizes == [(8, 8), (16, 16), (24, 40)]
     assert res.memory_slope == pytest.approx(1.0, abs=0.05)
     assert all(t > 0 for t in res.latency_s) and set(res.to_dict()) >= {"latency_slope", "memory_slope"}

@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from ..ssm.cross_scan import get_scan_order
 from ..ssm.ss2d import SS2D
 
-__all__ = ["count_parameters", "count_parameters_thop_style", "THOP_COUNTED_TYPES", "selective_scan_ops",
+__all__ = ["count_parameters", "count_parameters_thop_style", "parameter_summary", "THOP_COUNTED_TYPES", "selective_scan_ops",
            "FlopReport", "count_flops", "ScalingResult", "measure_scaling", "loglog_slope", "peak_memory_bytes"]
 
 # thop 0.1.1 (profile.py ``register_hooks``): module types it counts; matched by exact type like thop does.
@@ -81,6 +81,12 @@ def count_parameters_thop_style(model: nn.Module) -> int:
         return total
 
     return walk(model)
+
+
+def parameter_summary(model: nn.Module) -> Dict[str, int]:
+    """Both counts and their gap: ``{"params", "params_thop_style", "params_missed_by_thop"}``."""
+    total, thop = count_parameters(model), count_parameters_thop_style(model)
+    return {"params": total, "params_thop_style": thop, "params_missed_by_thop": total - thop}
 
 
 def selective_scan_ops(Bt: int, D: int, L: int, N: int, has_skip: bool = True, delta_bias: bool = True,
@@ -248,7 +254,8 @@ def measure_scaling(model: nn.Module, sizes: Sequence[Union[int, Tuple[int, int]
                     device: Optional[Union[str, torch.device]] = None, progress: bool = True) -> ScalingResult:
     """Time ``model`` (and measure its peak memory) on random inputs of each size (square if an int).
 
-    ``backward``: time forward + backward of the output mean instead of an inference forward.
+    ``backward``: time forward + backward of the output mean (training mode) instead of an inference forward
+    (eval mode); the model's mode is restored afterwards.
     """
     from tqdm.auto import tqdm
 
@@ -256,6 +263,8 @@ def measure_scaling(model: nn.Module, sizes: Sequence[Union[int, Tuple[int, int]
         raise ValueError("measure_scaling needs at least two sizes to fit a slope")
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     model = model.to(dev)
+    was_training = model.training
+    model.train(backward)
     shapes = [(s, s) if isinstance(s, int) else tuple(s) for s in sizes]
     lat, mem = [], []
     for H, W in tqdm(shapes, desc="scaling", disable=not progress):
@@ -284,6 +293,7 @@ def measure_scaling(model: nn.Module, sizes: Sequence[Union[int, Tuple[int, int]
         mem.append(peak_memory_bytes(step, dev))
         if backward:
             model.zero_grad(set_to_none=True)
+    model.train(was_training)
     pixels = [H * W for H, W in shapes]
     return ScalingResult(sizes=[tuple(s) for s in shapes], pixels=pixels, latency_s=lat, peak_bytes=mem,
                          latency_slope=loglog_slope(pixels, lat), memory_slope=loglog_slope(pixels, mem),
