@@ -165,7 +165,7 @@ def test_tiny_book_widgets_sliders_math_and_scoreboard(browser):
     checked = set()
     for info in _check_book(browser, html, shot_dir):
         page = info["page"]
-        if info["url"].endswith("/book/widgets.html"):
+        if info["url"].endswith("/book/07_ablation_test.html"):
             checked.add("widgets")
             assert info["widget_views"] == 1 and info["math"]
             # ipywidgets: the jslink'ed IntSlider moves the Stack in the browser, no kernel involved.

@@ -126,7 +126,7 @@ def make_tiny_book(root: Path, with_results: bool) -> Path:
     for name in ("intro.md", "notation.md", "references.md", "references.bib"):
         shutil.copy(REPO_ROOT / "book" / name, book / name)
     (book / "api.md").write_text("# Library reference\n\nSee the real book.\n")
-    (book / "widgets.ipynb").write_text(json.dumps(_widget_notebook()))
+    (book / "07_ablation_test.ipynb").write_text(json.dumps(_widget_notebook()))
     results = root / "results"
     results.mkdir()
     if with_results:
@@ -142,7 +142,7 @@ def make_tiny_book(root: Path, with_results: bool) -> Path:
     cfg["sphinx"]["config"]["scoreboard_path"] = str(book / "_generated" / "scoreboard.md")
     (root / "_config.yml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     toc = {"format": "jb-book", "root": "book/intro",
-           "parts": [{"caption": "Test", "chapters": [{"file": "book/widgets"}, {"file": "book/notation"}, {"file": "book/api"},
+           "parts": [{"caption": "Test", "chapters": [{"file": "book/07_ablation_test"}, {"file": "book/notation"}, {"file": "book/api"},
                                                        {"file": "book/references"}]}]}
     (root / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
     return root
@@ -211,7 +211,8 @@ def test_tiny_book_with_results_shows_the_numbers():
     intro = (html / "book" / "intro.html").read_text()
     assert "Table 2: test table" in intro and "38.57" in intro and "30.25 ± 0.0200" in intro
     assert "✓" in intro  # paper: no_ca < full, ours: no_ca < full -> agrees
-    page = (html / "book" / "widgets.html").read_text()
+    assert 'href="07_ablation_test.html"' in intro  # the table's name links to its chapter
+    page = (html / "book" / "07_ablation_test.html").read_text()
     assert "_static/widgets/embed-amd.js" in page and "_static/widgets/require.js" in page
     assert "cdn.jsdelivr" not in page and "cdnjs" not in page
     assert (html / "_static" / "widgets" / "embed-amd.js").is_file()

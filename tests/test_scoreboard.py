@@ -6,7 +6,8 @@ import os
 import pytest
 
 from restore_core.book.results import save_results
-from restore_core.book.scoreboard import format_value, render_scoreboard, scoreboard_rows, write_scoreboard
+from restore_core.book.scoreboard import (chapter_pages, format_value, render_scoreboard, scoreboard_rows,
+                                          write_scoreboard)
 from restore_core.book.results import all_results
 
 
@@ -104,3 +105,17 @@ def test_a_broken_results_file_is_named(results):
     (results / "broken.quick.json").write_text('{"chapter": "broken"}')
     with pytest.raises(ValueError, match=r"broken\.quick\.json: results document lacks key 'paper'"):
         render_scoreboard(results)
+
+
+def test_tables_link_to_their_chapters(results, tmp_path):
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "05_ablation_scan.ipynb").write_text("{}")
+    (tmp_path / "book" / "06_not_in_toc.ipynb").write_text("{}")
+    toc = tmp_path / "_toc.yml"
+    toc.write_text("format: jb-book\nroot: book/intro\nchapters:\n- file: book/05_ablation_scan\n"
+                   "- file: book/notation\n")
+    pages = chapter_pages(toc)
+    assert pages == {"ablation_scan": "book/05_ablation_scan"}
+    text = render_scoreboard(results, pages)
+    assert "| MambaIR | {doc}`Table 3: scan directions </book/05_ablation_scan>` | one |" in text
+    assert "| RNAN | Model size | rnan |" in text  # no chapter page: plain text

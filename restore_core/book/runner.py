@@ -65,17 +65,18 @@ def train_nproc() -> int:
     return n
 
 
-def _toc_files(node: Any) -> Iterable[str]:
+def toc_entries(node: Any) -> Iterable[str]:
+    """Every ``root`` and ``file`` entry of a parsed _toc.yml, in book order."""
     if isinstance(node, dict):
         for key in ("root", "file"):
             if isinstance(node.get(key), str):
                 yield node[key]
         for key in ("parts", "chapters", "sections"):
             for child in node.get(key) or []:
-                yield from _toc_files(child)
+                yield from toc_entries(child)
     elif isinstance(node, list):
         for child in node:
-            yield from _toc_files(child)
+            yield from toc_entries(child)
 
 
 def toc_chapters(toc: os.PathLike = REPO_ROOT / "_toc.yml") -> List[Path]:
@@ -89,7 +90,7 @@ def toc_chapters(toc: os.PathLike = REPO_ROOT / "_toc.yml") -> List[Path]:
         raise FileNotFoundError(f"table of contents not found: {toc}")
     root = toc.parent
     out: List[Path] = []
-    for entry in _toc_files(yaml.safe_load(toc.read_text())):
+    for entry in toc_entries(yaml.safe_load(toc.read_text())):
         path = root / entry
         candidates = [path] if path.suffix else [path.with_suffix(s) for s in (".ipynb", ".md", ".rst")]
         found = next((c for c in candidates if c.is_file()), None)
@@ -235,7 +236,7 @@ def run_book(profile: str = "quick", chapters: Optional[Sequence[str]] = None, d
         if timings:
             echo(format_timings(timings, profile))
     if scoreboard:
-        path = write_scoreboard(results_dir, scoreboard_path)
+        path = write_scoreboard(results_dir, scoreboard_path, toc=toc, srcdir=toc.parent)
         echo(f"scoreboard: {path}")
     return timings
 

@@ -16,7 +16,9 @@ from typing import Any, Dict
 def _regenerate_scoreboard(app: Any) -> None:
     from .scoreboard import write_scoreboard
 
-    write_scoreboard(app.config.scoreboard_results_dir, app.config.scoreboard_path)
+    toc = app.config["external_toc_path"] if "external_toc_path" in app.config else None
+    write_scoreboard(app.config.scoreboard_results_dir, app.config.scoreboard_path,
+                     toc=toc or None, srcdir=app.srcdir)
 
 
 def _script_key(script: Any) -> Any:
