@@ -85,7 +85,7 @@ def test_presets_are_constructor_sets():
     for s in (2, 3, 4):
         for fam in ("classic_sr", "light_sr", "light_sr_v2", "tiny_sr"):
             assert f"{fam}_x{s}" in names
-    for n in ("color_dn", "gray_dn", "gray_car", "tiny_dn", "tiny_gray_dn"):
+    for n in ("color_dn", "gray_dn", "gray_car", "tiny", "tiny_dn", "tiny_gray_dn"):
         assert n in names
     v2 = get_config("mambair", "light_sr_v2_x4")
     assert (v2.d_state, v2.expand, v2.cab_kind, v2.cab_compress, v2.upscale) == (10, 1.2, "light", 2, 4)
@@ -243,3 +243,12 @@ def test_drop_path_keeps_expectation():
     kept = (y[:, 0] > 0).float().mean().item()
     assert abs(kept - 0.75) < 0.03 and torch.allclose(y[y > 0], torch.full_like(y[y > 0], 1 / 0.75))
     assert torch.equal(dp.eval()(torch.ones(5, 2)), torch.ones(5, 2))
+
+
+def test_tiny_auto_upsampler_serves_sr_and_restoration():
+    """The trainer builds ``preset: tiny`` with ``upscale`` = the config's scale (2 for SR, 1 for denoising)."""
+    sr, dn = build_model("mambair", "tiny", upscale=2), build_model("mambair", "tiny", upscale=1)
+    assert sr.upsampler == "pixelshuffledirect" and dn.upsampler == "none"
+    assert _n(sr) == _n(build_model("mambair", "tiny_sr_x2")) and _n(dn) == _n(build_model("mambair", "tiny_dn"))
+    with torch.no_grad():
+        assert dn.eval()(torch.rand(1, 3, 5, 6)).shape == (1, 3, 5, 6)

@@ -16,6 +16,7 @@ Structure (x: (Bt, C_in, H, W), C = embed_dim)::
          "pixelshuffledirect" upsample(g)                 one conv + PixelShuffle
          "nearest+conv"       conv_last(upsample(LeakyReLU(conv_before_upsample(g))))
          "none" (restoration) x0 + conv_last(g)           global residual
+         "auto"               "pixelshuffledirect" if upscale > 1 else "none" (one preset for SR and restoration)
     y  = out / img_range + mean
 
 Module names follow the official state-dict keys, so the key mapping in :mod:`restore_core.models.official` is the
@@ -31,6 +32,7 @@ Explained in the book chapters on MambaIR (architecture, ablations, complexity).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -47,7 +49,7 @@ from .registry import register_arch, register_preset
 __all__ = ["MambaIR", "MambaIRConfig", "RSSB", "RSSG", "BLOCK_KINDS", "MAMBAIR_UPSAMPLERS", "DIV2K_RGB_MEAN"]
 
 BLOCK_KINDS = ("conv_ca", "no_conv", "no_conv_ca", "mlp")
-MAMBAIR_UPSAMPLERS = ("pixelshuffle", "pixelshuffledirect", "nearest+conv", "none")
+MAMBAIR_UPSAMPLERS = ("pixelshuffle", "pixelshuffledirect", "nearest+conv", "none", "auto")
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 
 
@@ -167,6 +169,8 @@ class MambaIR(nn.Module):
         super().__init__()
         if upsampler not in MAMBAIR_UPSAMPLERS:
             raise ValueError(f"unknown upsampler {upsampler!r}; known: {MAMBAIR_UPSAMPLERS}")
+        if upsampler == "auto":
+            upsampler = "pixelshuffledirect" if upscale > 1 else "none"
         if cab_kind not in CAB_KINDS:
             raise ValueError(f"unknown cab_kind {cab_kind!r}; known: {CAB_KINDS}")
         if upsampler == "none" and upscale != 1:
@@ -301,6 +305,10 @@ register_preset("mambair", "color_dn", "colour denoising: C=180, 6x6, expand 1.2
 register_preset("mambair", "gray_dn", "grey denoising: as color_dn with 1 channel")(lambda: _restoration(1))
 register_preset("mambair", "gray_car", "JPEG artifact removal (grey): C=180, 6x6, expand 1.2, 1 channel"
                 )(lambda: _restoration(1))
+register_preset("mambair", "tiny",
+                "tiny model for quick CPU runs of any task: C=32, 2x2, N=8; upsampler 'auto' (pixelshuffledirect if "
+                "upscale > 1, else restoration with global residual); the trainer sets upscale from the config's scale"
+                )(lambda: dataclasses.replace(_tiny(2), upsampler="auto"))
 register_preset("mambair", "tiny_dn", "tiny colour denoising for quick CPU runs: C=32, 2x2")(lambda: _tiny(1))
 register_preset("mambair", "tiny_gray_dn", "tiny grey denoising / CAR for quick CPU runs: C=32, 2x2, 1 channel"
                 )(lambda: _tiny(1, channels=1))
