@@ -245,8 +245,10 @@ def add_ratios(result: Dict[str, object], exp_rate: float, bandwidth: float) -> 
 
 def run_scan_benchmark(configs: Sequence[str] = ("a", "b", "c"), repeats: int = 5, threads: Optional[int] = None,
                        methods: Optional[Sequence[str]] = None, max_mem_gb: float = 6.0,
-                       show_progress: bool = True) -> Dict[str, object]:
-    """The whole benchmark as a dict (see the module docstring); ``threads`` sets torch's (and OpenMP's)."""
+                       show_progress: bool = True,
+                       on_config: Optional[Callable[[Dict[str, object]], None]] = None) -> Dict[str, object]:
+    """The whole benchmark as a dict (see the module docstring); ``threads`` sets torch's (and OpenMP's).
+    ``on_config(report_so_far)`` is called after each config (the CLI saves partial results with it)."""
     from tqdm.auto import tqdm
     from .provenance import provenance
 
@@ -267,29 +269,37 @@ def run_scan_benchmark(configs: Sequence[str] = ("a", "b", "c"), repeats: int = 
     bandwidth = measure_bandwidth(repeats=repeats)
     exp_rates = measure_exp_rate(repeats=repeats)
     exp_rate = exp_rates.get("vector_exp", exp_rates["torch_exp"])
-    results = {}
+    results: Dict[str, object] = {}
+
+    def report() -> Dict[str, object]:
+        try:
+            load = os.getloadavg()[0]
+        except OSError:
+            load = None
+        return {
+            "benchmark": "selective_scan_cpu",
+            "provenance": provenance("cpu", threads=torch.get_num_threads(), load_average_1min=load,
+                                     mambapy=_pscan_fn() is not None),
+            "repeats": repeats,
+            "dtype": "float32",
+            "inputs": "Mamba init: A=-(1..N), delta_bias=softplus^-1(log-uniform[1e-3,0.1]), delta_softplus, "
+                      "D, no z",
+            "max_mem_gb": max_mem_gb,
+            "bandwidth_gb_s": bandwidth,
+            "exp_rate_1e9_per_s": exp_rates,
+            "methods": names,
+            "configs": dict(results),
+        }
+
     bar = tqdm(configs, desc="scan benchmark", disable=not show_progress)
     for c in bar:
         res = bench_config(CONFIGS[c], repeats, names, max_mem_gb,
                            progress=lambda s: bar.set_postfix_str(f"{c}: {s}"))
         add_ratios(res, exp_rate, bandwidth)
         results[c] = res
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = None
-    return {
-        "benchmark": "selective_scan_cpu",
-        "provenance": provenance("cpu", threads=torch.get_num_threads(), load_average_1min=load,
-                                 mambapy=_pscan_fn() is not None),
-        "repeats": repeats,
-        "dtype": "float32",
-        "inputs": "Mamba init: A=-(1..N), delta_bias=softplus^-1(log-uniform[1e-3,0.1]), delta_softplus, D, no z",
-        "bandwidth_gb_s": bandwidth,
-        "exp_rate_1e9_per_s": exp_rates,
-        "methods": names,
-        "configs": results,
-    }
+        if on_config is not None:
+            on_config(report())
+    return report()
 
 
 def format_report(report: Dict[str, object]) -> str:
@@ -348,7 +358,7 @@ def run_scan_from_args(args: argparse.Namespace) -> int:
     report = run_scan_benchmark(
         configs=[c for c in args.configs.split(",") if c], repeats=args.repeats, threads=args.threads,
         methods=None if args.methods is None else [m for m in args.methods.split(",") if m],
-        max_mem_gb=args.max_mem_gb)
+        max_mem_gb=args.max_mem_gb, on_config=(lambda r: write_json(r, args.json)) if args.json else None)
     print(format_report(report))
     if args.json:
         print(f"wrote {write_json(report, args.json)}")
