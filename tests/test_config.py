@@ -54,7 +54,6 @@ def test_basicsr_layout_is_typed():
     (("train", "mixed_precision"), "fp8", r"train\.mixed_precision"),
     (("model_type",), "GANModel", r"model_type: unknown"),
     (("val", "metrics", "psnr", "better"), "up", r"val\.metrics\.psnr\.better"),
-    (("val", "metrics", "psnr", "type"), "calc_psnr", r"val\.metrics\.psnr\.type: unknown metric"),
 ])
 def test_errors_name_the_key_path(path, value, message):
     import copy
@@ -67,6 +66,17 @@ def test_errors_name_the_key_path(path, value, message):
     with pytest.raises(ConfigError, match=message) if "pixel_opt" not in message else pytest.raises(ValueError,
                                                                                                  match=message):
         config_from_dict(d)
+
+
+def test_metric_names_and_options_are_checked():
+    from restore_core.train.evaluate import build_metrics
+
+    ok = build_metrics(config_from_dict(MINIMAL).val.metrics)
+    assert ok["psnr"].params == {"crop_border": 2, "y_channel": True}  # BasicSR's test_y_channel, renamed
+    with pytest.raises(ValueError, match=r"val\.metrics\.p\.type: unknown metric 'calc_psnr'"):
+        build_metrics({"p": {"type": "calc_psnr"}})
+    with pytest.raises(ValueError, match=r"val\.metrics\.p: unknown option\(s\) \['crop'\]"):
+        build_metrics({"p": {"type": "calculate_psnr", "crop": 2}})
 
 
 def test_base_composition_profiles_and_overrides(tmp_path):
@@ -121,6 +131,23 @@ def test_base_composition_profiles_and_overrides(tmp_path):
     assert other.hash() == quick.hash()
 
 
+def test_delete_marker_replaces_an_inherited_section(tmp_path):
+    _write(tmp_path / "base.yml", """
+        datasets:
+          train: {type: PairedImageDataset, hq_dir: HR, lq_dir: LR, batch_size_per_gpu: 8}
+        profiles:
+          quick:
+            datasets:
+              train: {_delete_: true, type: DegradedDataset, images: "embedded:train", degradation: sr}
+    """)
+    _write(tmp_path / "child.yml", "base: base.yml\nname: child\ntrain: {pixel_opt: {type: L1Loss}}\n")
+    quick = load_config(tmp_path / "child.yml", profile="quick")
+    assert quick.datasets["train"].type == "DegradedDataset"
+    assert quick.datasets["train"].params == {"images": "embedded:train", "degradation": "sr"}
+    assert quick.datasets["train"].batch_size_per_gpu == 1  # replaced, not merged
+    assert load_config(tmp_path / "child.yml").datasets["train"].params == {"hq_dir": "HR", "lq_dir": "LR"}
+
+
 def test_underscore_base_and_cycles(tmp_path):
     _write(tmp_path / "a.yml", "_base_: b.yml\nname: a\n")
     _write(tmp_path / "b.yml", "_base_: a.yml\nscale: 3\n")
@@ -148,5 +175,7 @@ def test_shipped_presets_load_in_both_profiles():
         quick = load_config(name, profile="quick")
         full = load_config(name, profile="full")
         assert quick.train.total_iter < full.train.total_iter, name
-        assert quick.datasets["train"].batch_size_per_gpu <= full.datasets["train"].batch_size_per_gpu, name
+        # quick: the embedded photos, no download; full: real data under data_root
+        assert str(quick.datasets["train"].params.get("images", "")).startswith("embedded:"), name
+        assert not any(str(v).startswith("embedded:") for v in full.datasets["train"].params.values()), name
         assert quick.profile == "quick" and full.profile == "full"

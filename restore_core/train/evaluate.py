@@ -102,6 +102,11 @@ class Metric:
         return float(self.fn(fused, ir, vis, **self.params))
 
 
+def build_metrics(metrics: Mapping[str, Any]) -> Dict[str, "Metric"]:
+    """``{name: Metric}`` from a ``val.metrics`` mapping; unknown types or options raise naming the key."""
+    return {name: Metric(name, m) for name, m in _metric_options(metrics).items()}
+
+
 def restore(model: nn.Module, lq: Tensor, *, scale: int = 1, tile: Optional[int] = None, tile_overlap: int = 32,
             self_ensemble: bool = False) -> Tensor:
     """Run ``model`` on a batch of full images, tiled and/or self-ensembled when asked.
@@ -150,8 +155,8 @@ def evaluate(model: nn.Module, dataset: Any, metrics: Mapping[str, Any], *, scal
     """
     from .trainer import luma
 
-    opts = _metric_options(metrics)
-    fns = {name: Metric(name, m) for name, m in opts.items()}
+    fns = build_metrics(metrics)
+    opts = fns
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()

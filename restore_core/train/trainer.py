@@ -207,6 +207,10 @@ class Trainer:
         # data
         train_set = train_set if train_set is not None else build_train_dataset(cfg)
         self.val_set = val_set if val_set is not None else build_val_dataset(cfg)
+        if self.dist.is_main and self.val_set is not None and cfg.val.metrics and cfg.val.val_freq > 0:
+            from .evaluate import build_metrics
+
+            build_metrics(cfg.val.metrics)  # a misspelled metric fails now, not at the first validation
         ds_opt = cfg.datasets.get("train")
         self.batch_size = ds_opt.batch_size_per_gpu if ds_opt else 1
         self.num_workers = ds_opt.num_worker_per_gpu if ds_opt else 0
