@@ -179,3 +179,30 @@ def test_shipped_presets_load_in_both_profiles():
         assert str(quick.datasets["train"].params.get("images", "")).startswith("embedded:"), name
         assert not any(str(v).startswith("embedded:") for v in full.datasets["train"].params.values()), name
         assert quick.profile == "quick" and full.profile == "full"
+
+
+def test_shipped_presets_name_registered_networks_and_datasets():
+    """Every preset's network_g names a registered arch + preset (archs not yet in the registry are listed by
+    the assertion message), and every quick profile builds its network and its datasets."""
+    import torch
+
+    from restore_core.models import get_config, list_archs
+    from restore_core.train.builders import build_network
+    from restore_core.train.datasets import dataset_kwargs
+
+    missing = set()
+    for name in list_configs():
+        for profile in ("quick", "full"):
+            cfg = load_config(name, profile=profile)
+            if cfg.network_g.type not in list_archs():
+                missing.add(cfg.network_g.type)
+                continue
+            get_config(cfg.network_g.type, cfg.network_g.preset, **cfg.network_g.params)  # preset + overrides exist
+            for phase, ds in cfg.datasets.items():
+                dataset_kwargs(ds, cfg, f"datasets.{phase}")  # type known, arguments valid
+            if profile == "quick" and cfg.task == "restoration":
+                net = build_network(cfg).eval()
+                with torch.no_grad():
+                    out = net(torch.rand(1, getattr(net, "in_channels", 3), 16, 16))
+                assert out.shape[-2:] == (16 * cfg.scale, 16 * cfg.scale), name  # the top-level scale reached it
+    assert missing <= {"cu_mamba", "fusion_mamba"}, f"configs name unregistered archs: {missing}"
