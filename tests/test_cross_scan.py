@@ -130,3 +130,26 @@ def test_scan_order_objects_are_scan_orders():
     for name in list_scan_orders():
         assert isinstance(get_scan_order(name), ScanOrder)
         assert get_scan_order(name).description
+
+
+@pytest.mark.parametrize("name", ["4d", "es2d", "2d"])
+def test_gradcheck_and_double_backward(name):
+    H, W = 3, 5
+    x = torch.randn(1, 2, H, W, dtype=torch.float64, requires_grad=True)
+    y = torch.randn_like(cross_scan(x.detach(), name)).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t: cross_scan(t, name), (x,))
+    assert torch.autograd.gradcheck(lambda t: cross_merge(t, name, H, W), (y,))
+    assert torch.autograd.gradgradcheck(lambda t: cross_scan(t, name) ** 2, (x,))
+    assert torch.autograd.gradgradcheck(lambda t: cross_merge(t, name, H, W) ** 2, (y,))
+
+
+@pytest.mark.parametrize("name", ["1d", "2d", "4d", "es2d"])
+@pytest.mark.parametrize("H,W", [(5, 7), (4, 6), (1, 1)])
+def test_paths_equal_index_tables(name, H, W):
+    """The strided-view scan equals a gather with the order's index table on the zero-padded grid."""
+    order = get_scan_order(name)
+    x = _grid(H=H, W=W)
+    Hp, Wp = order.padded_size(H, W)
+    padded = torch.nn.functional.pad(x, (0, Wp - W, 0, Hp - H))
+    expect = padded.flatten(2)[:, :, order.index(H, W)].transpose(1, 2)
+    torch.testing.assert_close(cross_scan(x, name), expect, rtol=0, atol=0)

@@ -12,8 +12,10 @@ Every order is a named :class:`ScanOrder` object with an explicit inverse, chose
     x2 = cross_merge(xs, "4d", H, W)   # (Bt, K, C, L) -> (Bt, C, H, W), the K directions summed
 
 Path orders ("1d", "2d", "4d", "es2d") are index tables: direction k visits the pixels ``index[k, 0..L-1]`` of the
-(padded) row-major flattened grid. The merge is their exact inverse: the positions are grouped per pixel with a
-stable ``argsort`` and gathered back (no scatter-add, so it is deterministic on every device), then summed.
+(padded) row-major flattened grid (:meth:`PathScanOrder.index`); each path is a sub-grid ``x[r0::s, c0::s]`` read
+row- or column-major, forwards or backwards, so the scan is strided views (no index gathers) and the merge undoes
+each path exactly (un-flip, un-transpose, write the sub-grid back) and sums. The merge is also the scan's adjoint,
+so each serves as the other's backward (no scatter-add: deterministic on every device).
 
 * ``"1d"``: row-major (K=1). ``"2d"``: row-major, column-major (K=2).
 * ``"4d"``: row-major, column-major, reversed row-major, reversed column-major (K=4), MambaIR / VMamba's order:
@@ -131,13 +133,7 @@ class PathScanOrder(ScanOrder):
         """x: (Bt, C, H, W) -> (Bt, K, C, L)."""
         if x.dim() != 4:
             raise ValueError(f"cross_scan expects x: (Bt, C, H, W), got shape {tuple(x.shape)}")
-        H, W = x.shape[-2:]
-        Hp, Wp = self.padded_size(H, W)
-        if (Hp, Wp) != (H, W):
-            x = F.pad(x, (0, Wp - W, 0, Hp - H))
-        index = self._tables(H, W, str(x.device))[0]
-        xs = x.flatten(2)[:, :, index]  # (Bt, C, K, L)
-        return xs.transpose(1, 2)  # (Bt, K, C, L)
+        return _PathScan.apply(x, self)
 
     def merge(self, y: Tensor, H: int, W: int) -> Tensor:
         """y: (Bt, K, C, L) -> (Bt, C, H, W)."""
@@ -145,12 +141,65 @@ class PathScanOrder(ScanOrder):
         if y.dim() != 4 or y.shape[1] != self.directions or y.shape[3] != L:
             raise ValueError(f"cross_merge({self.name!r}) expects y: (Bt, K={self.directions}, C, L={L}) for "
                              f"H={H}, W={W}, got shape {tuple(y.shape)}")
+        return _PathMerge.apply(y, self, H, W)
+
+    def _scan(self, x: Tensor) -> Tensor:
+        """Zero-pad to (Hp, Wp), then read each path as a strided view. x: (Bt, C, H, W) -> (Bt, K, C, L)."""
+        Bt, C, H, W = x.shape
         Hp, Wp = self.padded_size(H, W)
-        inverse = self._tables(H, W, str(y.device))[1]
-        flat = rearrange(y, "b k c l -> b c (k l)")
-        out = flat[:, :, inverse].sum(dim=2)  # (Bt, C, Hp*Wp): the m visits of each pixel summed
-        out = out.view(y.shape[0], y.shape[2], Hp, Wp)
+        if (Hp, Wp) != (H, W):
+            x = F.pad(x, (0, Wp - W, 0, Hp - H))
+        seqs = []
+        for r0, c0, step, column_major, backwards in self.paths:
+            sub = x[:, :, r0::step, c0::step]
+            seq = (sub.transpose(2, 3) if column_major else sub).reshape(Bt, C, -1)  # (Bt, C, L)
+            seqs.append(seq.flip(-1) if backwards else seq)
+        return torch.stack(seqs, dim=1)  # (Bt, K, C, L)
+
+    def _merge(self, y: Tensor, H: int, W: int) -> Tensor:
+        """Undo each path (un-flip, un-transpose, put the sub-grid back), sum, crop.
+        y: (Bt, K, C, L) -> (Bt, C, H, W)."""
+        Bt, K, C, L = y.shape
+        Hp, Wp = self.padded_size(H, W)
+        out = y.new_zeros(Bt, C, Hp, Wp) if self.step > 1 else None
+        for k, (r0, c0, step, column_major, backwards) in enumerate(self.paths):
+            seq = y[:, k].flip(-1) if backwards else y[:, k]                     # (Bt, C, L)
+            h, w = len(range(r0, Hp, step)), len(range(c0, Wp, step))
+            grid = seq.reshape(Bt, C, w, h).transpose(2, 3) if column_major else seq.reshape(Bt, C, h, w)
+            if out is None:
+                out = grid
+            elif step == 1:
+                out = out + grid
+            else:
+                out[:, :, r0::step, c0::step] += grid
         return out[:, :, :H, :W] if (Hp, Wp) != (H, W) else out
+
+
+class _PathScan(torch.autograd.Function):
+    """scan with merge as its backward: the merge is the scan's adjoint (a gather by the inverse table, so no
+    scatter-add, deterministic on every device)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, order: PathScanOrder) -> Tensor:
+        ctx.order, ctx.hw = order, tuple(x.shape[-2:])
+        return order._scan(x)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        return _PathMerge.apply(g, ctx.order, *ctx.hw), None
+
+
+class _PathMerge(torch.autograd.Function):
+    """merge with scan as its backward (the adjoint of gather-and-sum-then-crop is pad-then-gather)."""
+
+    @staticmethod
+    def forward(ctx, y: Tensor, order: PathScanOrder, H: int, W: int) -> Tensor:
+        ctx.order = order
+        return order._merge(y, H, W)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        return _PathScan.apply(g, ctx.order), None, None, None
 
 
 class ChannelScanOrder(ScanOrder):
