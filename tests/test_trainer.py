@@ -273,3 +273,32 @@ def test_validation_tensorboard_and_logs(toys, tmp_path):
     log = json.loads((tmp_path / "train_log.json").read_text())
     assert log["val_history"][-1]["psnr"] == pytest.approx(res.final_metrics["psnr"])
     assert (tmp_path / "config.yml").is_file()
+
+
+def test_mambair_ssm_parameter_names_are_kept_fp32():
+    """The default fp32 list matches the SSM parameters of the registered MambaIR (A_logs, Ds, dt_projs_bias)."""
+    from restore_core.models import build_model, list_archs
+    from restore_core.train.config import TrainOptions
+
+    if "mambair" not in list_archs():
+        pytest.skip("mambair not registered")
+    model = build_model("mambair", "tiny")
+    kept = cast_params_keep_fp32(model, torch.bfloat16, TrainOptions().fp32_params)
+    blocks = sum(1 for n, _ in model.named_parameters() if n.endswith("A_logs"))
+    assert blocks > 0 and sorted({k.rsplit(".", 1)[1] for k in kept}) == ["A_logs", "Ds", "dt_projs_bias"]
+    assert len(kept) == 3 * blocks
+    assert {p.dtype for n, p in model.named_parameters() if n not in kept} == {torch.bfloat16}
+
+
+def test_restore_tiles_and_self_ensemble():
+    from restore_core.train.evaluate import restore
+
+    torch.manual_seed(0)
+    pointwise = nn.Conv2d(3, 3, 1)  # commutes with flips and rotations: the x8 ensemble changes nothing
+    spatial = nn.Conv2d(3, 3, 3, padding=1)  # a random 3x3 kernel does not
+    x = torch.rand(1, 3, 20, 20)
+    with torch.no_grad():
+        torch.testing.assert_close(restore(pointwise, x, self_ensemble=True), pointwise(x), rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(restore(spatial, x, self_ensemble=True), spatial(x), atol=1e-3)
+        # tiles overlapping by more than 4x the receptive radius reproduce the whole-image output
+        torch.testing.assert_close(restore(spatial, x, tile=12, tile_overlap=8), spatial(x), rtol=1e-5, atol=1e-6)
