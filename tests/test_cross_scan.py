@@ -153,3 +153,15 @@ def test_paths_equal_index_tables(name, H, W):
     padded = torch.nn.functional.pad(x, (0, Wp - W, 0, Hp - H))
     expect = padded.flatten(2)[:, :, order.index(H, W)].transpose(1, 2)
     torch.testing.assert_close(cross_scan(x, name), expect, rtol=0, atol=0)
+
+
+def test_uneven_paths_are_rejected():
+    from restore_core.ssm.cross_scan import PathScanOrder
+    with pytest.raises(ValueError, match="does not visit every pixel equally often"):
+        PathScanOrder("quarter", [(0, 0, 2, False, False)], "one sub-grid only")
+    with pytest.raises(ValueError, match="same step"):
+        PathScanOrder("mixed", [(0, 0, 1, False, False), (0, 0, 2, False, False)], "mixed steps")
+    custom = PathScanOrder("rows_twice", [(0, 0, 1, False, False), (0, 0, 1, False, True)], "row-major both ways")
+    x = _grid(H=3, W=4)
+    assert custom.exact_multiplicity == 2
+    torch.testing.assert_close(cross_merge(cross_scan(x, custom), custom, 3, 4), 2 * x, rtol=0, atol=0)

@@ -95,8 +95,7 @@ class PathScanOrder(ScanOrder):
         self.step = steps.pop()
         self.directions = len(paths)
         self.description = description
-        counts = self._tables(self.step * 2, self.step * 2, "cpu")[2]
-        self.exact_multiplicity = counts
+        self.exact_multiplicity = self._multiplicity(2 * self.step + 1, 2 * self.step + 3)
 
     def padded_size(self, H: int, W: int) -> Tuple[int, int]:
         s = self.step
@@ -108,10 +107,10 @@ class PathScanOrder(ScanOrder):
 
     def index(self, H: int, W: int, device: "torch.device | str" = "cpu") -> Tensor:
         """(K, L) long: direction k's l-th token is pixel ``index[k, l]`` of the padded, row-major grid."""
-        return self._tables(H, W, str(device))[0]
+        return self._index(H, W).to(device)
 
-    @functools.lru_cache(maxsize=256)
-    def _tables(self, H: int, W: int, device: str) -> Tuple[Tensor, Tensor, int]:
+    @functools.lru_cache(maxsize=64)
+    def _index(self, H: int, W: int) -> Tensor:
         Hp, Wp = self.padded_size(H, W)
         grid = torch.arange(Hp * Wp).view(Hp, Wp)
         rows = []
@@ -119,15 +118,16 @@ class PathScanOrder(ScanOrder):
             sub = grid[r0::s, c0::s]
             seq = (sub.t() if column_major else sub).reshape(-1)
             rows.append(seq.flip(0) if backwards else seq)
-        index = torch.stack(rows)  # (K, L)
-        flat = index.reshape(-1)
-        counts = torch.bincount(flat, minlength=Hp * Wp)
+        return torch.stack(rows)  # (K, L)
+
+    def _multiplicity(self, H: int, W: int) -> int:
+        """m such that every pixel of the padded grid is visited m times (raises if the paths are uneven)."""
+        Hp, Wp = self.padded_size(H, W)
+        counts = torch.bincount(self._index(H, W).reshape(-1), minlength=Hp * Wp)
         m = int(counts[0])
-        if not bool((counts == m).all()) or m == 0:
+        if m == 0 or not bool((counts == m).all()):
             raise ValueError(f"scan order {self.name!r} does not visit every pixel equally often")
-        # Inverse: for each pixel p its m positions in the flattened (K L) axis, grouped by a stable sort.
-        inverse = torch.argsort(flat, stable=True).view(Hp * Wp, m).t().contiguous()  # (m, Hp*Wp)
-        return index.to(device), inverse.to(device), m
+        return m
 
     def scan(self, x: Tensor) -> Tensor:
         """x: (Bt, C, H, W) -> (Bt, K, C, L)."""
