@@ -115,7 +115,8 @@ def test_base_composition_profiles_and_overrides(tmp_path):
     assert full.train.scheduler.milestones == [10]  # lists are replaced, not merged
     assert full.profile == "full" and full.network_g.preset == "classic_sr_x2"
     quick = load_config(tmp_path / "sub" / "exp.yml", profile="quick",
-                        overrides=["train.optim_g.lr=1e-3", "datasets.train.gt_size=32", "val.metrics.psnr.type=calculate_ssim"])
+                        overrides=["train.optim_g.lr=1e-3", "datasets.train.gt_size=32",
+                                   "val.metrics.psnr.type=calculate_ssim"])
     assert quick.network_g.preset == "tiny" and quick.train.total_iter == 20
     assert quick.train.optim_g.lr == 1e-3 and quick.datasets["train"].params["gt_size"] == 32
     assert quick.hash() != full.hash()
@@ -127,7 +128,8 @@ def test_base_composition_profiles_and_overrides(tmp_path):
         load_config(tmp_path / "sub" / "exp.yml", overrides=["train.optim_g.lr"])
     # the same settings in another order hash the same
     other = load_config(tmp_path / "sub" / "exp.yml", profile="quick",
-                        overrides=["datasets.train.gt_size=32", "val.metrics.psnr.type=calculate_ssim", "train.optim_g.lr=0.001"])
+                        overrides=["datasets.train.gt_size=32", "val.metrics.psnr.type=calculate_ssim",
+                                   "train.optim_g.lr=0.001"])
     assert other.hash() == quick.hash()
 
 

@@ -12,7 +12,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
         description="Train from a BasicSR-style config: a shipped preset (e.g. mambair/sr_x2, see --list) or a "
                     "YAML file. --nproc N runs N processes with torchrun (DDP; NCCL on GPUs, gloo on CPU).",
         epilog="examples:\n  restore-core train mambair/sr_x2 --profile quick\n"
-               "  restore-core train rnan/color_dn --opt train.total_iter=100 --opt datasets.train.batch_size_per_gpu=2\n"
+               "  restore-core train rnan/color_dn --opt train.total_iter=100 --opt train.optim_g.lr=1e-4\n"
                "  restore-core train mambair/sr_x2 --profile full --nproc 8      # 8 GPUs on one machine",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", nargs="?", help="preset name (arch/task) or path to a .yml file")

@@ -148,7 +148,8 @@ def evaluate(model: nn.Module, dataset: Any, metrics: Mapping[str, Any], *, scal
     """Score ``model`` on every item of ``dataset``.
 
     dataset items: dicts with "lq"/"hq" (restoration) or "ir"/"vis" (fusion; "a"/"b" = infrared/visible)
-    tensors (C, H, W) in [0, 1], or pairs; an optional "name". metrics: ``{name: {type: calculate_psnr, crop_border: 2, test_y_channel: true}}``
+    tensors (C, H, W) in [0, 1], or pairs; an optional "name".
+    metrics: ``{name: {type: calculate_psnr, crop_border: 2, test_y_channel: true}}``
     (or :class:`~restore_core.train.config.MetricOptions`); types are :func:`metric_names` (BasicSR's
     calculate_psnr / calculate_ssim, and the fusion metrics EN, SD, SF, AG, MI, SCD, VIF, Qabf, SSIM, scored
     on the visible image's Y and the infrared image).

@@ -55,7 +55,8 @@ def lr_factor_fn(sched: SchedulerOptions, base_lr: float, total_iter: int,
             return lr / base_lr
     elif kind == "CosineAnnealingLR":
         def base(t: int) -> float:
-            lr = sched.eta_min + (base_lr - sched.eta_min) * 0.5 * (1 + math.cos(math.pi * min(t, total_iter) / total_iter))
+            progress = min(t, total_iter) / total_iter
+            lr = sched.eta_min + (base_lr - sched.eta_min) * 0.5 * (1 + math.cos(math.pi * progress))
             return lr / base_lr
     elif kind == "ConstantLR":
         def base(t: int) -> float:

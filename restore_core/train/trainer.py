@@ -23,7 +23,7 @@ import logging
 import random
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -34,8 +34,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from . import checkpoint as ckpt_io
 from .config import TrainConfig, dump_config, load_config
-from .distributed import (DistContext, all_finite, all_gather_objects, barrier, check_same_config,
-                          init_distributed, mean_over_ranks, shutdown)
+from .distributed import (DistContext, all_finite, all_gather_objects, barrier, broadcast_object,
+                          check_same_config, init_distributed, mean_over_ranks, shutdown)
 from .losses import CombinedLoss, build_loss
 from .optim import ModelEMA, build_optimizer, build_scheduler, cast_params_keep_fp32
 from .sampler import ResumableSampler, SeededSampleDataset
@@ -147,6 +147,8 @@ class Trainer:
                  callbacks: Sequence[StepCallback] = ()) -> None:
         self.cfg = cfg
         self.callbacks = list(callbacks)
+        if device is None and cfg.num_gpu == 0:  # BasicSR's num_gpu: 0 means CPU
+            device = "cpu"
         self.dist: DistContext = init_distributed(device=device, backend=cfg.dist_params.backend)
         self.device = self.dist.device
         check_same_config(self.dist, cfg.hash())
@@ -258,6 +260,7 @@ class Trainer:
         Returns the step it resumes at (0 when "auto" finds none)."""
         if str(source) == "auto":
             found = ckpt_io.latest_checkpoint(self.ckpt_dir) if self.ckpt_dir else None
+            found = broadcast_object(self.dist, found)  # every rank resumes from rank 0's choice
             if found is None:
                 return 0
             source = found
