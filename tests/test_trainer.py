@@ -302,3 +302,43 @@ def test_restore_tiles_and_self_ensemble():
         assert not torch.allclose(restore(spatial, x, self_ensemble=True), spatial(x), atol=1e-3)
         # tiles overlapping by more than 4x the receptive radius reproduce the whole-image output
         torch.testing.assert_close(restore(spatial, x, tile=12, tile_overlap=8), spatial(x), rtol=1e-5, atol=1e-6)
+
+
+def test_fusion_task_end_to_end():
+    """model(ir, vis_y) trained with FusionLoss on restore_core.data's synthetic IR/VIS pairs; validation scores
+    the fusion metrics of restore_core.metrics on (fused, ir, vis)."""
+    from restore_core.data import SyntheticFusionDataset
+    from restore_core.metrics import METRICS
+    from restore_core.train import evaluate
+
+    class TwoInputNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 1, 3, padding=1)
+
+        def forward(self, ir, vis):
+            return torch.sigmoid(self.conv(torch.cat([ir, vis], 1)))
+
+    cfg = config_from_dict({
+        "name": "fusion", "model_type": "fusion",
+        "datasets": {"train": {"type": "in_memory", "batch_size_per_gpu": 2}},
+        "train": {"total_iter": 3, "optim_g": {"type": "Adam", "lr": 1e-2}, "scheduler": {"type": "ConstantLR"},
+                  "fusion_opt": {"type": "FusionLoss", "ssim_mode": "ssim"}},
+        "val": {"val_freq": 3, "max_images": 1, "metrics": {"EN": {"type": "EN"}, "Qabf": {"type": "Qabf"}}},
+        "logger": {"print_freq": 1, "use_tb_logger": False}})
+    train_set = SyntheticFusionDataset("embedded:train", kind="ir_vis", patch_size=32, seed=0)
+    val_set = SyntheticFusionDataset("embedded:test", kind="ir_vis", seed=0)
+    torch.manual_seed(0)
+    res = train(cfg, model=TwoInputNet(), train_set=train_set, val_set=val_set, save_checkpoints=False,
+                progress=False)
+    assert len(res.history) == 3 and all(math.isfinite(h["loss"]) for h in res.history)
+    item = val_set[0]
+    with torch.no_grad():
+        fused = res.model(item["a"][None], item["b"][None]).clamp(0, 1)
+    f = (fused[0, 0].double() * 255).round().numpy()
+    ir = (item["a"][0].double() * 255).round().numpy()
+    vis = (item["b"][0].double() * 255).round().numpy()
+    assert res.final_metrics["EN"] == pytest.approx(METRICS.get("EN")(f), rel=1e-12)
+    assert res.final_metrics["Qabf"] == pytest.approx(METRICS.get("Qabf")(f, ir, vis), rel=1e-12)
+    ev = evaluate(res.model, val_set, cfg.val.metrics, task="fusion", max_images=1, progress=False)
+    assert ev.mean == res.final_metrics
