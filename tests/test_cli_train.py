@@ -117,7 +117,7 @@ def test_train_then_eval(setup, capsys):
     assert res["config"]["name"] == "cli_tiny" and res["step"] == 4
     # the embedded test split by name, tiled (restore_core.inference) on one image, other metric
     rc, out_text, err = run_main(capsys, "eval", summary["checkpoint"], "embedded", "--max-images", "1", "--tile",
-                                 "96", "--tile-overlap", "16", "--metric", "psnr:crop_border=4", "--no-progress")
+                                 "64", "--tile-overlap", "8", "--metric", "psnr:crop_border=4", "--no-progress")
     assert rc == 0, err
     tail = json.loads(out_text[out_text.index("{"):])
     assert tail["images"] == 1 and 5 < tail["mean"]["psnr"] < 60
