@@ -54,11 +54,12 @@ def env_world_size() -> int:
 
 
 def init_distributed(device: Optional[str] = None, backend: Optional[str] = None,
-                     timeout_s: float = 600.0) -> DistContext:
+                     timeout_s: float = 3600.0) -> DistContext:
     """Join the process group torchrun describes in the environment (no-op for a single process).
 
     ``device``: "cuda", "cpu" or None (CUDA when available). On CUDA each rank uses ``cuda:LOCAL_RANK``.
-    ``backend``: None picks nccl on CUDA and gloo on CPU.
+    ``backend``: None picks nccl on CUDA and gloo on CPU. ``timeout_s`` bounds every collective, including the
+    barrier the other ranks wait at while rank 0 validates (hence an hour, not torch's 10 minutes for NCCL).
     """
     want_cuda = (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
     if want_cuda and not torch.cuda.is_available():
