@@ -115,12 +115,20 @@ def test_train_then_eval(setup, capsys):
     prov = res["provenance"]
     assert {"commit", "device", "torch", "date"} <= set(prov) and prov["torch"] == torch.__version__
     assert res["config"]["name"] == "cli_tiny" and res["step"] == 4
-    # the embedded test split by name, tiled (restore_core.inference) on one image, other metric
-    rc, out_text, err = run_main(capsys, "eval", summary["checkpoint"], "embedded", "--max-images", "1", "--tile",
-                                 "64", "--tile-overlap", "8", "--metric", "psnr:crop_border=4", "--no-progress")
-    assert rc == 0, err
-    tail = json.loads(out_text[out_text.index("{"):])
-    assert tail["images"] == 1 and 5 < tail["mean"]["psnr"] < 60
+    # DATASET may also name the embedded test split: the checkpoint's validation degradation applied to it
+    # (running the model on those 192x192 images is left to the tiling test in test_trainer.py: too slow here)
+    from restore_core.data import embedded_paths
+    from restore_core.train.config import config_from_dict
+    from restore_core.train.datasets import eval_dataset
+
+    ckpt_cfg = config_from_dict(torch.load(summary["checkpoint"], weights_only=False)["config"])
+    embedded = eval_dataset("embedded", ckpt_cfg)
+    assert [embedded[i]["name"] for i in range(len(embedded))] == [p.stem for p in embedded_paths("test")]
+    item = embedded[0]
+    noise = (item["lq"] - item["hq"]).std().item() * 255
+    assert 20 < noise < 30  # awgn_25, as the checkpoint's val set
+    with pytest.raises(FileNotFoundError, match="neither a folder nor 'embedded'"):
+        eval_dataset(str(root / "nowhere"), ckpt_cfg)
 
 
 def test_nproc_launches_torchrun(setup):
