@@ -7,6 +7,7 @@ PY      ?= python3.11
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 PROFILE ?= quick
+NPROC   ?= 1
 TORCH   ?= torch==2.13.0
 export TQDM_DISABLE ?= 0
 export PYTHONHASHSEED := 0
@@ -26,7 +27,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 setup: $(VENV)/.installed
 
 book: setup
-	$(BIN)/restore-core book run --profile $(PROFILE)
+	$(BIN)/restore-core book run --profile $(PROFILE) --nproc $(NPROC)
 	$(MAKE) book-html
 
 book-html: setup

@@ -64,6 +64,10 @@ def test_image_stack_widget_links_slider_to_stack():
     (slider, legend), stack = w.children[0].children, w.children[1]
     assert isinstance(stack, widgets.Stack) and stack.selected_index == 0 and slider.max == 2
     assert legend.value == "0: 0  1: 1  2: 2"
-    links = [m for m in embed_data(views=[w])["manager_state"]["state"].values() if m["model_name"] == "LinkModel"]
+    # embed_data serialises every live widget of the process; keep the links that join *these* two widgets
+    ours = {f"IPY_MODEL_{slider.model_id}", f"IPY_MODEL_{stack.model_id}"}
+    links = [m for m in embed_data(views=[w])["manager_state"]["state"].values()
+             if m["model_name"] == "LinkModel"
+             and {m["state"]["source"][0], m["state"]["target"][0]} == ours]
     assert len(links) == 1
     assert links[0]["state"]["source"][1] == "value" and links[0]["state"]["target"][1] == "selected_index"
