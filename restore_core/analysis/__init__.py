@@ -3,7 +3,15 @@ from .complexity import (THOP_COUNTED_TYPES, FlopReport, ScalingResult, count_fl
                          count_parameters_thop_style, loglog_slope,
                          parameter_summary, measure_scaling, peak_memory_bytes,
                          selective_scan_ops)
+from .erf import (AREA_THRESHOLDS, DISPLAY_TRANSFORMS, ERFSummary, area_ratio, area_ratios, display_transform,
+                  erf_map, erf_summary)
+from .channels import channel_activations, effective_rank, inactive_share, sorted_mean_activation, ss2d_modules
+from .baselines import PlainCNN, WindowAttentionNet
 
 __all__ = ["THOP_COUNTED_TYPES", "FlopReport", "ScalingResult", "count_flops", "count_parameters",
            "count_parameters_thop_style", "loglog_slope", "parameter_summary", "measure_scaling", "peak_memory_bytes",
            "selective_scan_ops"]
+__all__ += ["AREA_THRESHOLDS", "DISPLAY_TRANSFORMS", "ERFSummary", "area_ratio", "area_ratios", "display_transform",
+            "erf_map", "erf_summary"]
+__all__ += ["channel_activations", "effective_rank", "inactive_share", "sorted_mean_activation", "ss2d_modules"]
+__all__ += ["PlainCNN", "WindowAttentionNet"]
