@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from restore_core.analysis import (PlainCNN, WindowAttentionNet, area_ratio, area_ratios, display_transform,
-                                   erf_map, erf_summary)
+                                   erf_map, erf_summary, mass_within)
 
 
 def _positive_conv_stack(k: int, channels: int = 2) -> nn.Sequential:
@@ -136,3 +136,14 @@ def test_window_attention_stays_inside_windows_without_shift():
     assert support[3:13, 3:13].all() and support.sum() == 100
     shifted = WindowAttentionNet(embed_dim=8, depth=2, window_size=4, shift=True, upscale=1).eval()
     assert (erf_map(shifted, torch.rand(1, 3, 16, 16), magnitude="abs") > 0).sum() > support.sum()
+
+
+def test_mass_within_centred_squares():
+    a = np.ones((6, 5))  # centre (3, 2)
+    assert mass_within(a, 1) == pytest.approx(1 / 30)
+    assert mass_within(a, 3) == pytest.approx(9 / 30)
+    assert mass_within(a, 5) == pytest.approx(25 / 30)  # rows 1..5 of 0..5, all 5 columns
+    assert mass_within(a, 99) == pytest.approx(1.0)
+    assert math.isnan(mass_within(np.zeros((3, 3)), 1))
+    with pytest.raises(ValueError, match="odd"):
+        mass_within(a, 4)

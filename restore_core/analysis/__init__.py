@@ -4,7 +4,7 @@ from .complexity import (THOP_COUNTED_TYPES, FlopReport, ScalingResult, count_fl
                          parameter_summary, measure_scaling, peak_memory_bytes,
                          selective_scan_ops)
 from .erf import (AREA_THRESHOLDS, DISPLAY_TRANSFORMS, ERFSummary, area_ratio, area_ratios, display_transform,
-                  erf_map, erf_summary)
+                  erf_map, erf_summary, mass_within)
 from .channels import channel_activations, effective_rank, inactive_share, sorted_mean_activation, ss2d_modules
 from .baselines import PlainCNN, WindowAttentionNet
 
@@ -12,6 +12,6 @@ __all__ = ["THOP_COUNTED_TYPES", "FlopReport", "ScalingResult", "count_flops", "
            "count_parameters_thop_style", "loglog_slope", "parameter_summary", "measure_scaling", "peak_memory_bytes",
            "selective_scan_ops"]
 __all__ += ["AREA_THRESHOLDS", "DISPLAY_TRANSFORMS", "ERFSummary", "area_ratio", "area_ratios", "display_transform",
-            "erf_map", "erf_summary"]
+            "erf_map", "erf_summary", "mass_within"]
 __all__ += ["channel_activations", "effective_rank", "inactive_share", "sorted_mean_activation", "ss2d_modules"]
 __all__ += ["PlainCNN", "WindowAttentionNet"]

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["ERF_TARGETS", "ERF_MAGNITUDES", "DISPLAY_TRANSFORMS", "AREA_THRESHOLDS", "erf_map", "display_transform",
-           "area_ratio", "area_ratios", "ERFSummary", "erf_summary"]
+           "area_ratio", "area_ratios", "mass_within", "ERFSummary", "erf_summary"]
 
 ERF_TARGETS = ("output_sum", "feature_relu")
 ERF_MAGNITUDES = ("relu", "abs")
@@ -133,6 +133,25 @@ def area_ratio(erf: np.ndarray, t: float) -> Tuple[float, float]:
             side = 2 * i + 1
             return float(side), side * side / (h * w)
     return math.nan, math.nan
+
+
+def mass_within(erf: np.ndarray, side: int) -> float:
+    """Fraction of the map's mass inside the centred ``side`` x ``side`` square (odd side, clipped to the map).
+
+    erf: (H, W) non-negative. Used to ask how much of an ERF lies beyond a CNN's theoretical receptive field.
+    """
+    if side < 1 or side % 2 == 0:
+        raise ValueError(f"side must be a positive odd number, got {side}")
+    a = np.asarray(erf, dtype=np.float64)
+    if a.ndim != 2 or (a < 0).any():
+        raise ValueError("the ERF map must be a non-negative (H, W) array")
+    total = a.sum()
+    if total <= 0:
+        return math.nan
+    h, w = a.shape
+    r = side // 2
+    ch, cw = h // 2, w // 2
+    return float(a[max(0, ch - r):ch + r + 1, max(0, cw - r):cw + r + 1].sum() / total)
 
 
 def area_ratios(erf: np.ndarray, thresholds: Sequence[float] = AREA_THRESHOLDS) -> Dict[float, float]:
