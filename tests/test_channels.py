@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from restore_core.analysis import (channel_activations, effective_rank, inactive_share, sorted_mean_activation,
-                                   ss2d_modules)
+                                   ss2d_channel_activations, ss2d_modules)
 from restore_core.models import build_model
 
 
@@ -50,5 +50,9 @@ def test_channel_activations_read_the_last_ss2d_output():
     assert torch.allclose(acts, expected, atol=1e-6)
     first = list(found.values())[0]
     assert not torch.allclose(channel_activations(model, x, module=first), acts)
+    every = ss2d_channel_activations(model, x, batch_size=2)
+    assert list(every) == list(found)
+    for name, m in found.items():
+        assert torch.allclose(every[name], channel_activations(model, x, module=m), atol=0)
     with pytest.raises(ValueError, match="no SS2D"):
         channel_activations(torch.nn.Conv2d(3, 3, 1), x)

@@ -5,7 +5,8 @@ from .complexity import (THOP_COUNTED_TYPES, FlopReport, ScalingResult, count_fl
                          selective_scan_ops)
 from .erf import (AREA_THRESHOLDS, DISPLAY_TRANSFORMS, ERFSummary, area_ratio, area_ratios, display_transform,
                   erf_map, erf_summary, mass_within)
-from .channels import channel_activations, effective_rank, inactive_share, sorted_mean_activation, ss2d_modules
+from .channels import (channel_activations, effective_rank, inactive_share, sorted_mean_activation,
+                       ss2d_channel_activations, ss2d_modules)
 from .baselines import PlainCNN, WindowAttentionNet
 
 __all__ = ["THOP_COUNTED_TYPES", "FlopReport", "ScalingResult", "count_flops", "count_parameters",
@@ -13,5 +14,6 @@ __all__ = ["THOP_COUNTED_TYPES", "FlopReport", "ScalingResult", "count_flops", "
            "selective_scan_ops"]
 __all__ += ["AREA_THRESHOLDS", "DISPLAY_TRANSFORMS", "ERFSummary", "area_ratio", "area_ratios", "display_transform",
             "erf_map", "erf_summary", "mass_within"]
-__all__ += ["channel_activations", "effective_rank", "inactive_share", "sorted_mean_activation", "ss2d_modules"]
+__all__ += ["channel_activations", "ss2d_channel_activations", "effective_rank", "inactive_share",
+            "sorted_mean_activation", "ss2d_modules"]
 __all__ += ["PlainCNN", "WindowAttentionNet"]

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from ..ssm.ss2d import SS2D
 
-__all__ = ["ss2d_modules", "channel_activations", "effective_rank", "inactive_share", "sorted_mean_activation"]
+__all__ = ["ss2d_modules", "channel_activations", "ss2d_channel_activations", "effective_rank", "inactive_share", "sorted_mean_activation"]
 
 
 def ss2d_modules(model: nn.Module) -> Dict[str, SS2D]:
@@ -69,6 +69,34 @@ def channel_activations(model: nn.Module, images: Tensor, module: Optional[nn.Mo
             raise ValueError(f"expected a channels-last (Bt, H, W, C) output, got shape {tuple(y.shape)}")
         rows.append(torch.relu(y).mean(dim=(1, 2)))  # (Bt, C)
     return torch.cat(rows).to("cpu", torch.float64)
+
+
+@torch.no_grad()
+def ss2d_channel_activations(model: nn.Module, images: Tensor, batch_size: int = 4) -> Dict[str, Tensor]:
+    """:func:`channel_activations` for every SS2D of ``model`` in one pass: {qualified name: (Bt, C) float64}.
+
+    images: (Bt, C_in, H, W) inputs.
+    """
+    if images.dim() != 4:
+        raise ValueError(f"images must be (Bt, C, H, W), got shape {tuple(images.shape)}")
+    modules = ss2d_modules(model)
+    if not modules:
+        raise ValueError(f"{type(model).__name__} has no SS2D module to read")
+    rows: Dict[str, List[Tensor]] = {name: [] for name in modules}
+    for start in range(0, images.shape[0], batch_size):
+        stores: Dict[str, List[Tensor]] = {name: [] for name in modules}
+        handles = [m.register_forward_hook(lambda mod, inp, out, store=stores[name]: store.append(out.detach()))
+                   for name, m in modules.items()]
+        try:
+            model(images[start:start + batch_size])
+        finally:
+            for h in handles:
+                h.remove()
+        for name, store in stores.items():
+            if len(store) != 1:
+                raise ValueError(f"{name} ran {len(store)} times in one forward; expected once")
+            rows[name].append(torch.relu(store[0]).mean(dim=(1, 2)))  # (Bt, C)
+    return {name: torch.cat(r).to("cpu", torch.float64) for name, r in rows.items()}
 
 
 def effective_rank(activations: Tensor) -> float:
