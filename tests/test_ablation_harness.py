@@ -1,0 +1,94 @@
+"""The ablation harness: every (variant, seed) trained and scored, seeds reproduce, agreement is computed."""
+import json
+import math
+
+import pytest
+
+from restore_core.book.ablation import Variant, load_full, run_ablation
+from restore_core.book.results import load_results
+
+# two training steps on 24-px crops, one validation image: the plumbing, not the numbers
+OVERRIDES = ["train.total_iter=2", "datasets.train.patch_size=24", "datasets.train.batch_size_per_gpu=2",
+             "val.max_images=1"]
+VARIANTS = [Variant("full", paper={"PSNR": 30.0, "SSIM": 0.90}),
+            Variant("1 direction", {"scan_order": "1d"}, paper={"PSNR": 29.5, "SSIM": 0.91}),
+            Variant("w/o conv+CA", {"block_kind": "no_conv_ca"}, paper={"PSNR": 29.0})]
+
+
+@pytest.fixture(scope="module")
+def result():
+    return run_ablation("mambair/sr_x2", VARIANTS, arch="mambair", preset="tiny_sr_x2", profile="quick",
+                        seeds=(0, 1), overrides=OVERRIDES, paper_dataset="Set5", metrics=("PSNR", "SSIM"),
+                        log=None)
+
+
+def test_every_variant_and_seed_is_trained_and_scored(result):
+    assert [(r["variant"], r["seed"]) for r in result.runs] == [
+        (v.name, s) for v in VARIANTS for s in (0, 1)]
+    for r in result.runs:
+        assert r["steps"] == 2
+        assert 5.0 < r["PSNR"] < 60.0 and 0.0 < r["SSIM"] <= 1.0
+    params = {r["variant"]: r["params"] for r in result.runs}
+    assert params["w/o conv+CA"] < params["full"]
+    assert result.dataset == "embedded-test" and result.steps == 2
+
+
+def test_seeds_differ_and_a_rerun_reproduces_them(result):
+    full = result.values("full", "PSNR")
+    assert full[0] != full[1]
+    again = run_ablation("mambair/sr_x2", VARIANTS[:1], arch="mambair", preset="tiny_sr_x2", profile="quick",
+                         seeds=(1,), overrides=OVERRIDES, metrics=("PSNR",), log=None)
+    assert again.values("full", "PSNR") == [full[1]]
+
+
+def test_summary_is_mean_and_sample_std(result):
+    s = {row["variant"]: row for row in result.summary()}["1 direction"]
+    vals = result.values("1 direction", "PSNR")
+    assert s["PSNR"] == pytest.approx(sum(vals) / 2)
+    assert s["PSNR_std"] == pytest.approx(abs(vals[0] - vals[1]) / math.sqrt(2))
+
+
+def test_agreement_is_the_sign_of_our_difference_against_the_papers(result):
+    rows = result.rows()
+    ours_full = {m: sum(result.values("full", m)) / 2 for m in ("PSNR", "SSIM")}
+    for r in rows:
+        if r["variant"] == "full" or r["paper"] is None:
+            assert r["agrees"] is None
+            continue
+        paper_delta = r["paper"] - {"PSNR": 30.0, "SSIM": 0.90}[r["metric"]]
+        ours_delta = r["ours"] - ours_full[r["metric"]]
+        assert r["ours_delta"] == pytest.approx(ours_delta)
+        assert r["agrees"] == ((paper_delta > 0) == (ours_delta > 0))
+    missing = [r for r in rows if r["variant"] == "w/o conv+CA" and r["metric"] == "SSIM"]
+    assert missing[0]["paper"] is None and missing[0]["agrees"] is None
+    counts = result.agreement_counts()
+    assert counts["agree"] + counts["disagree"] == 3
+
+
+def test_table_and_figure_render(result):
+    text = repr(result.table())
+    assert "paper (Set5)" in text and "ours (embedded-test)" in text and "(reference)" in text
+    assert "<table>" in result.table()._repr_html_()
+    fig = result.plot_differences("PSNR")
+    assert len(fig.axes[0].patches) == 4  # 2 variants x (paper, ours)
+
+
+def test_save_round_trips_through_the_results_schema(result, tmp_path):
+    path = result.save("ablation_test", paper="Test", table="T1", scale="2 steps", out_dir=tmp_path)
+    doc = load_results("ablation_test", "quick", tmp_path)
+    assert doc["reference_variant"] == "full" and len(doc["rows"]) == 6
+    assert doc["extra"]["steps"] == 2 and len(doc["extra"]["runs"]) == 6
+    assert json.loads(path.read_text())["profile"] == "quick"
+    assert load_full("ablation_test", tmp_path) is None
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="reference 'nope'"):
+        run_ablation("mambair/sr_x2", VARIANTS, arch="mambair", preset="tiny_sr_x2", profile="quick",
+                     reference="nope", overrides=OVERRIDES, log=None)
+    with pytest.raises(ValueError, match="unique"):
+        run_ablation("mambair/sr_x2", [Variant("a"), Variant("a")], arch="mambair", preset="tiny_sr_x2",
+                     profile="quick", overrides=OVERRIDES, log=None)
+    with pytest.raises(KeyError, match="'LPIPS' is not among"):
+        run_ablation("mambair/sr_x2", VARIANTS[:1], arch="mambair", preset="tiny_sr_x2", profile="quick",
+                     metrics=("LPIPS",), overrides=OVERRIDES, log=None)
