@@ -6,6 +6,7 @@ from .registry import (build_model, config_class, get_config, list_archs, list_p
                        model_class, preset_doc, register_arch, register_preset)
 from . import rnan  # noqa: F401
 from . import mambair  # noqa: F401
+from . import fusion_mamba  # noqa: F401
 from . import cu_mamba  # noqa: F401
 from .official import from_official, inspect_checkpoint, official_format, to_official  # noqa: F401
 
