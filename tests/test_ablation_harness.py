@@ -92,3 +92,16 @@ def test_bad_arguments_are_named():
     with pytest.raises(KeyError, match="'LPIPS' is not among"):
         run_ablation("mambair/sr_x2", VARIANTS[:1], arch="mambair", preset="tiny_sr_x2", profile="quick",
                      metrics=("LPIPS",), overrides=OVERRIDES, log=None)
+
+
+def test_several_processes_train_each_run_under_torchrun(tmp_path):
+    """nproc > 1: every run is `restore-core train` under torchrun (DDP, gloo on CPU) in its own folder."""
+    res = run_ablation("mambair/sr_x2", [Variant("1 direction", {"scan_order": "1d"})], arch="mambair",
+                       preset="tiny_sr_x2", profile="quick", seeds=(3,), overrides=OVERRIDES, metrics=("PSNR",),
+                       nproc=2, runs_dir=str(tmp_path), device="cpu", log=None)
+    exp = tmp_path / "mambair_sr_x2" / "1_direction_seed3"
+    log = json.loads((exp / "train_log.json").read_text())
+    assert log["val_history"][-1]["psnr"] == pytest.approx(res.runs[0]["PSNR"])
+    cfg = (exp / "config.yml").read_text()
+    assert "scan_order: 1d" in cfg and "manual_seed: 3" in cfg
+    assert res.runs[0]["params"] < 200_000 and 5.0 < res.runs[0]["PSNR"] < 60.0

@@ -8,19 +8,21 @@ A variant is a set of model-config overrides (the registry's switches) on one pr
                        seeds=(0, 1), paper_dataset="Urban100", metrics=("PSNR", "SSIM"), reference="full")
     res.table(); res.plot_differences("PSNR"); res.save("ablation_mambair", paper=..., table=..., scale=...)
 
-Every run is built, seeded and trained the same way: ``torch.manual_seed(seed)`` before
-``build_model(arch, preset=preset, **overrides)``, ``manual_seed = seed`` in the training config (data order,
-crops, noise), training with :func:`restore_core.train.train` in memory (no checkpoints), and one validation
-after the last step. Whether a reproduced difference has the paper's sign is computed by
+Every run is the training config with ``network_g`` = ``arch`` / ``preset`` / the variant's overrides and
+``manual_seed = seed`` (which seeds the weights, data order, crops and noise), trained by
+:func:`restore_core.train.train` in memory (no checkpoints) or, with several processes, by ``torchrun`` +
+``restore-core train`` (DDP), with one validation after the last step. Whether a reproduced difference has the paper's sign is computed by
 :func:`restore_core.book.results.ordering_agreement`, never typed.
 """
 from __future__ import annotations
 
 import html
+import json
 import math
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from .results import load_results, ordering_agreement, save_results
@@ -182,22 +184,48 @@ def load_full(chapter: str, out_dir: Any = None) -> Optional[Dict[str, Any]]:
     return load_results(chapter, "full", out_dir)
 
 
+def _variant_overrides(arch: str, preset: str, variant: Variant, seed: int, total_iter: int) -> List[str]:
+    """Config overrides that make one (variant, seed) run: network, seed, one validation after the last step."""
+    out = [f"network_g.type={arch}", f"network_g.preset={preset}", f"manual_seed={int(seed)}",
+           f"val.val_freq={int(total_iter)}"]
+    # JSON is YAML: strings stay strings ("1d"), booleans and lists survive the round trip
+    out += [f"network_g.{k}={json.dumps(v)}" for k, v in variant.overrides.items()]
+    return out
+
+
+def _train_distributed(config: str, profile: str, overrides: Sequence[str], nproc: int, out_dir: Path,
+                       device: Optional[str]) -> Dict[str, Any]:
+    """One run under torchrun (``restore-core train``); returns the last validation's metrics."""
+    from ..train.distributed import launch_train
+
+    extra = ["--out", str(out_dir), "--no-progress"] + (["--device", device] if device else [])
+    launch_train(config, nproc=nproc, profile=profile, overrides=overrides, extra_args=extra)
+    log = json.loads((out_dir / "train_log.json").read_text())
+    if not log["val_history"]:
+        raise RuntimeError(f"{out_dir}: the distributed run wrote no validation")
+    return {k: v for k, v in log["val_history"][-1].items() if k != "step"}
+
+
 def run_ablation(config: str, variants: Sequence[Variant], *, arch: str, preset: str, profile: str,
                  seeds: Sequence[int] = (0,), device: Optional[str] = None, overrides: Sequence[str] = (),
                  paper_dataset: str = "", metrics: Sequence[str] = ("PSNR", "SSIM"),
-                 reference: Optional[str] = None, progress: bool = False,
-                 log: Any = print) -> AblationResult:
+                 reference: Optional[str] = None, progress: bool = False, nproc: Optional[int] = None,
+                 runs_dir: Optional[str] = None, log: Any = print) -> AblationResult:
     """Train and evaluate every (variant, seed); see the module docstring.
 
     config: a training config name or path (its ``profile`` section applies); overrides: dotted config overrides
     (``"train.total_iter=150"``); metrics: the table's metric names, matched case-insensitively to the config's
     validation metrics; reference: the row differences are taken against (default: the first variant).
+    Each run's network is the config's ``network_g`` set to ``arch`` / ``preset`` / the variant's overrides, so
+    the config's ``scale`` is injected exactly as in ``restore-core train``.
+    nproc: processes per run (default ``RESTORE_CORE_BOOK_NPROC``, i.e. ``restore-core book run --nproc``); above 1
+    every run is a ``torchrun`` of ``restore-core train`` (DDP) writing its experiment folder under ``runs_dir``
+    (default ``experiments/ablation``); at 1 the runs train in this process and write nothing.
     ``log`` gets one line per finished run (``None`` for silence).
     """
-    import torch
-
-    from ..models import build_model
     from ..train import load_config, train
+    from ..train.builders import build_network
+    from .runner import train_nproc
 
     if not variants:
         raise ValueError("run_ablation needs at least one variant")
@@ -209,6 +237,7 @@ def run_ablation(config: str, variants: Sequence[Variant], *, arch: str, preset:
         raise ValueError(f"reference {reference!r} is not one of the variants {names}")
     if not seeds:
         raise ValueError("run_ablation needs at least one seed")
+    nproc = train_nproc() if nproc is None else int(nproc)
     base = load_config(config, profile=profile, overrides=list(overrides))
     if base.train.total_iter <= 0:
         raise ValueError(f"train.total_iter must be positive, got {base.train.total_iter}")
@@ -220,18 +249,23 @@ def run_ablation(config: str, variants: Sequence[Variant], *, arch: str, preset:
     runs: List[Dict[str, Any]] = []
     for v in variants:
         for seed in seeds:
-            # validate once, after the last step; the seed drives data order, crops and noise
-            cfg = base.with_overrides([f"manual_seed={int(seed)}", f"val.val_freq={base.train.total_iter}"])
-            torch.manual_seed(int(seed))
-            model = build_model(arch, preset=preset, **v.overrides)
-            params = sum(p.numel() for p in model.parameters())
+            run_over = _variant_overrides(arch, preset, v, seed, base.train.total_iter)
+            cfg = base.with_overrides(run_over)
             t0 = time.perf_counter()
-            res = train(cfg, model=model, device=device, save_checkpoints=False, progress=progress)
-            seconds = time.perf_counter() - t0
-            run = {"variant": v.name, "seed": int(seed), "params": params, "steps": res.steps,
-                   "seconds": round(seconds, 2)}
+            if nproc > 1:
+                slug = "".join(c if c.isalnum() else "_" for c in v.name)
+                out = Path(runs_dir or "experiments/ablation") / base.name / f"{slug}_seed{seed}"
+                final = _train_distributed(config, profile, [*overrides, *run_over], nproc, out, device)
+                params = sum(p.numel() for p in build_network(cfg).parameters())
+                steps = base.train.total_iter
+            else:
+                res = train(cfg, device=device, save_checkpoints=False, progress=progress)
+                final, steps = res.final_metrics, res.steps
+                params = sum(p.numel() for p in res.model.parameters())
+            run = {"variant": v.name, "seed": int(seed), "params": params, "steps": steps,
+                   "seconds": round(time.perf_counter() - t0, 2)}
             for m, k in keys.items():
-                value = float(res.final_metrics[k])
+                value = float(final[k])
                 if not math.isfinite(value):
                     raise FloatingPointError(f"variant {v.name!r} seed {seed}: {m} is {value}")
                 run[m] = value
