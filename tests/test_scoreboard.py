@@ -119,3 +119,20 @@ def test_tables_link_to_their_chapters(results, tmp_path):
     text = render_scoreboard(results, pages)
     assert "| MambaIR | {doc}`Table 3: scan directions </book/05_ablation_scan>` | one |" in text
     assert "| RNAN | Model size | rnan |" in text  # no chapter page: plain text
+
+
+def test_rows_with_a_paper_dataset_merge_profiles_scored_on_different_data(tmp_path):
+    """The quick profile scores on embedded data, the full one on the paper's: one row per paper number."""
+    d = tmp_path / "results"
+    for profile, ours_ds, vals in (("quick", "embedded-test", (30.0, 29.0)), ("full", "Urban100", (32.9, 32.5))):
+        rows = [dict(_row(v, p, o, dataset=ours_ds), paper_dataset="Urban100")
+                for v, p, o in (("full", 33.0, vals[0]), ("w/o CA", 32.8, vals[1]))]
+        save_results("ablation_x", profile, paper="MambaIR", table="T2", scale=f"{profile} scale",
+                     reference_variant="full", out_dir=d, rows=rows)
+    rows = scoreboard_rows(all_results(d))
+    assert [(r["variant"], r["dataset"]) for r in rows] == [("full", "Urban100"), ("w/o CA", "Urban100")]
+    assert rows[1]["ours_quick"] == 29.0 and rows[1]["ours_full"] == 32.5
+    assert rows[1]["agrees_quick"] is True and rows[1]["agrees_full"] is True
+    text = render_scoreboard(d)
+    assert "quick scale; ours scored on embedded-test (" in text
+    assert "full scale (" in text and "ours scored on Urban100" not in text

@@ -111,10 +111,12 @@ def scoreboard_rows(docs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
             if doc is None:
                 continue
             for r in _annotated_rows(doc):
-                key = (r["variant"], r["dataset"], r["metric"])
+                # the paper's number is on its dataset (``paper_dataset``); ours on the profile's own data
+                dataset = r.get("paper_dataset") or r["dataset"]
+                key = (r["variant"], dataset, r["metric"])
                 row = merged.setdefault(key, {
                     "paper": paper, "table": table, "chapter": chapter, "variant": r["variant"],
-                    "dataset": r["dataset"], "metric": r["metric"], "paper_value": r["paper"],
+                    "dataset": dataset, "metric": r["metric"], "paper_value": r["paper"],
                     "reference": r["variant"] == doc.get("reference_variant"),
                     **{f"{k}_{p}": None for p in PROFILE_ORDER for k in ("ours", "std", "agrees")}})
                 if row["paper_value"] is None:
@@ -193,8 +195,11 @@ def render_scoreboard(results_dir: Optional[os.PathLike] = None,
                 continue
             prov = doc.get("provenance", {})
             where = ", ".join(str(prov[k]) for k in ("device", "commit", "date") if prov.get(k))
+            ours_on = sorted({r["dataset"] for r in doc["rows"]
+                              if r.get("paper_dataset") and r["dataset"] != r["paper_dataset"]})
+            scored = f"; ours scored on {', '.join(ours_on)}" if ours_on else ""
             lines.append(f"- {_cell(paper)}, {_chapter_link(chapter, table, pages)} — chapter `{chapter}`, {p} profile: "
-                         f"{_cell(doc['scale'])}" + (f" ({_cell(where)})" if where else ""))
+                         f"{_cell(doc['scale'])}{scored}" + (f" ({_cell(where)})" if where else ""))
     lines.append("")
     return "\n".join(lines)
 
