@@ -66,6 +66,7 @@ class AblationResult:
     arch: str
     preset: str
     steps: int
+    models: Dict[Any, Any] = field(default_factory=dict, repr=False)  # (variant, seed) -> trained model
 
     # ---- numbers -------------------------------------------------------------------------------------------
     def values(self, variant: str, metric: str) -> List[float]:
@@ -210,7 +211,7 @@ def run_ablation(config: str, variants: Sequence[Variant], *, arch: str, preset:
                  seeds: Sequence[int] = (0,), device: Optional[str] = None, overrides: Sequence[str] = (),
                  paper_dataset: str = "", metrics: Sequence[str] = ("PSNR", "SSIM"),
                  reference: Optional[str] = None, progress: bool = False, nproc: Optional[int] = None,
-                 runs_dir: Optional[str] = None, log: Any = print) -> AblationResult:
+                 runs_dir: Optional[str] = None, log: Any = print, keep_models: bool = False) -> AblationResult:
     """Train and evaluate every (variant, seed); see the module docstring.
 
     config: a training config name or path (its ``profile`` section applies); overrides: dotted config overrides
@@ -221,7 +222,8 @@ def run_ablation(config: str, variants: Sequence[Variant], *, arch: str, preset:
     nproc: processes per run (default ``RESTORE_CORE_BOOK_NPROC``, i.e. ``restore-core book run --nproc``); above 1
     every run is a ``torchrun`` of ``restore-core train`` (DDP) writing its experiment folder under ``runs_dir``
     (default ``experiments/ablation``); at 1 the runs train in this process and write nothing.
-    ``log`` gets one line per finished run (``None`` for silence).
+    ``log`` gets one line per finished run (``None`` for silence). ``keep_models``: keep each in-process run's
+    trained model (eval mode) in ``result.models[(variant, seed)]`` (e.g. to show its output); not for nproc > 1.
     """
     from ..train import load_config, train
     from ..train.builders import build_network
@@ -247,6 +249,7 @@ def run_ablation(config: str, variants: Sequence[Variant], *, arch: str, preset:
     dataset = base.datasets["val"].name or "val"
 
     runs: List[Dict[str, Any]] = []
+    models: Dict[Any, Any] = {}
     for v in variants:
         for seed in seeds:
             run_over = _variant_overrides(arch, preset, v, seed, base.train.total_iter)
@@ -262,6 +265,8 @@ def run_ablation(config: str, variants: Sequence[Variant], *, arch: str, preset:
                 res = train(cfg, device=device, save_checkpoints=False, progress=progress)
                 final, steps = res.final_metrics, res.steps
                 params = sum(p.numel() for p in res.model.parameters())
+                if keep_models:
+                    models[(v.name, int(seed))] = res.model
             run = {"variant": v.name, "seed": int(seed), "params": params, "steps": steps,
                    "seconds": round(time.perf_counter() - t0, 2)}
             for m, k in keys.items():
@@ -273,4 +278,4 @@ def run_ablation(config: str, variants: Sequence[Variant], *, arch: str, preset:
             if log is not None:
                 log(f"{v.name} (seed {seed}): " + ", ".join(f"{m} {run[m]:.4f}" for m in keys))
     return AblationResult(list(variants), list(metrics), runs, dataset, paper_dataset, reference, profile,
-                          config, arch, preset, base.train.total_iter)
+                          config, arch, preset, base.train.total_iter, models)
