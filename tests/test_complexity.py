@@ -1,13 +1,17 @@
-"""Complexity: thop-style vs true parameter counts of the official models, exact FLOP counts against hand counts,
-peak memory and log-log slopes."""
+"""Complexity: thop-style vs true parameter counts of the official models (and what thop misses, by name), exact FLOP
+counts against hand counts (attention products included), FLOPs counted on the meta device, the token-mixing
+blocks, peak memory and log-log slopes."""
 import pytest
 import torch
 from torch import nn
 
-from restore_core.analysis import (count_flops, count_parameters, count_parameters_thop_style, loglog_slope,
-                                   measure_scaling, parameter_summary, peak_memory_bytes, selective_scan_ops)
+from restore_core.analysis import (MIXER_KINDS, GlobalAttention, MixerBlock, count_flops, count_parameters,
+                                   count_parameters_thop_style, flops_at_sizes, loglog_slope, measure_scaling,
+                                   parameter_summary, peak_memory_bytes, selective_scan_ops, thop_missed_parameters)
+from restore_core.analysis.baselines import WindowAttention
 from restore_core.models import build_model
 from restore_core.ssm import SS2D
+from restore_core.ssm.scan import list_backends
 
 
 @pytest.mark.parametrize("preset,true_count,thop_count", [("light_sr_x2", 1_363_320, 859_320),
@@ -121,3 +125,66 @@ def test_measure_scaling_conv_memory_is_linear():
     assert res.pixels == [64, 256, 960] and res.sizes == [(8, 8), (16, 16), (24, 40)]
     assert res.memory_slope == pytest.approx(1.0, abs=0.05)
     assert all(t > 0 for t in res.latency_s) and set(res.to_dict()) >= {"latency_slope", "memory_slope"}
+
+
+def test_thop_missed_parameters_of_light_sr_x2():
+    """The 504,000 parameters between 1,363,320 and the paper's 859K, by name: SS2D's direct parameters
+    (24 layers, C=60, E=90, N=16, R=4, K=4) and the blocks' two per-channel skip scales."""
+    with torch.device("meta"):
+        m = build_model("mambair", "light_sr_x2")
+    missed = thop_missed_parameters(m)
+    n, K, E, N, R, C = 24, 4, 90, 16, 4, 60
+    assert missed == {"x_proj_weight": n * K * (R + 2 * N) * E, "A_logs": n * K * E * N,
+                      "dt_projs_weight": n * K * E * R, "Ds": n * K * E, "dt_projs_bias": n * K * E,
+                      "skip_scale": n * C, "skip_scale2": n * C}
+    assert sum(missed.values()) == 1_363_320 - 859_320 == 504_000
+    assert list(missed)[0] == "x_proj_weight"  # largest first
+
+
+def test_attention_matmul_macs_by_hand():
+    x = torch.rand(1, 5, 7, 8)
+    r = count_flops(GlobalAttention(8, num_heads=2), x)
+    assert r.macs_layers == 35 * 24 * 8 + 35 * 8 * 8                  # qkv + proj = 8960
+    assert r.macs_attention == 2 * 35 * 35 * 8 == 19600                 # Q·Kᵀ and A·V
+    assert r.macs == 8960 + 19600 and r.by_module["attention products"] == 19600
+    w = count_flops(WindowAttention(8, num_heads=2, window_size=4), torch.rand(2, 8, 8, 8))
+    assert w.macs_attention == 2 * (2 * 4) * 16 * 16 * 8                # 8 windows x 2 x 16 x 16 x C
+
+
+def test_global_attention_matches_scaled_dot_product_attention():
+    torch.manual_seed(0)
+    m = GlobalAttention(8, num_heads=2)
+    x = torch.rand(2, 3, 5, 8)
+    q, k, v = m.qkv(x.reshape(2, 15, 8)).reshape(2, 15, 3, 2, 4).permute(2, 0, 3, 1, 4)
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(2, 15, 8)
+    assert torch.allclose(m(x), m.proj(ref).reshape(2, 3, 5, 8), atol=1e-6)
+
+
+def test_meta_flops_equal_real_flops_and_meta_scan_is_meta_only():
+    torch.manual_seed(0)
+    real = build_model("mambair", "tiny_sr_x2").eval()
+    a = count_flops(real, torch.rand(1, 3, 13, 19))
+    (b,) = flops_at_sizes(lambda: build_model("mambair", "tiny_sr_x2"), [(13, 19)])
+    assert a.to_dict() == b.to_dict()
+    assert "meta" not in list_backends(torch.zeros(1, 1, 1)) and "meta" in list_backends(torch.empty(1, device="meta"))
+    with pytest.raises(ValueError, match="at least one size"):
+        flops_at_sizes(lambda: nn.Identity(), [])
+
+
+@pytest.mark.parametrize("kind", MIXER_KINDS)
+def test_mixer_blocks_shapes_and_flop_growth(kind):
+    torch.manual_seed(0)
+    block = MixerBlock(kind, dim=8, d_state=4, num_heads=2, window_size=4)
+    x = torch.rand(2, 8, 13, 19)  # window attention pads to 16 x 20 and crops back
+    y = block(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    small, big = flops_at_sizes(lambda: MixerBlock(kind, dim=8, d_state=4, num_heads=2, window_size=4), [8, 16],
+                                in_channels=8)
+    if kind == "full_attention":   # Q·Kᵀ, A·V grow with L², the projections with L
+        assert big.macs_attention == 16 * small.macs_attention and big.macs_layers == 4 * small.macs_layers
+    else:                          # everything per pixel (windows tile 8 and 16 exactly)
+        assert big.macs == 4 * small.macs and big.flops == 4 * small.flops
+    with pytest.raises(ValueError, match="expected input"):
+        block(torch.rand(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="unknown mixer"):
+        MixerBlock("mlp")

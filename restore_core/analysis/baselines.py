@@ -11,6 +11,14 @@
 
 Both take (Bt, in_channels, H, W) in [0, 1] and return (Bt, in_channels, sH, sW); with ``upscale=1`` the output
 is ``x + residual``. Used by book/07_erf.ipynb as the CNN and window-attention references of the ERF figure.
+
+For the complexity chapter (book/09_complexity.ipynb), one token-mixing block per family at equal width,
+:class:`MixerBlock` ``x + mixer(LN(x))`` with mixer one of ``MIXER_KINDS``: SS2D (MambaIR's), full multi-head
+self-attention over all H*W tokens (:class:`GlobalAttention`, as in IPT / ViT, written with explicit
+``softmax(Q Kᵀ) V`` so its L x L attention matrix is really allocated, as in SwinIR's code, rather than a fused
+kernel), Swin window attention (:class:`WindowAttention`, shifted by half a window when asked) and an EDSR
+residual pair of 3x3 convolutions. Attention modules expose ``matmul_macs(x)``, the MACs of their Q·Kᵀ and A·V
+products, which :func:`restore_core.analysis.count_flops` adds to the layer MACs.
 """
 from __future__ import annotations
 
@@ -23,7 +31,7 @@ from torch import Tensor, nn
 
 from ..layers.upsample import PixelShuffleDirect
 
-__all__ = ["PlainCNN", "WindowAttentionNet", "WindowAttention"]
+__all__ = ["PlainCNN", "WindowAttentionNet", "WindowAttention", "GlobalAttention", "MixerBlock", "MIXER_KINDS"]
 
 
 class _Tail(nn.Module):
@@ -111,6 +119,11 @@ class WindowAttention(nn.Module):
         r = rearrange(region, "(nh p) (nw q) -> (nh nw) (p q)", p=ws, q=ws)
         return (r[:, :, None] != r[:, None, :]).float() * -100.0
 
+    def matmul_macs(self, x: Tensor) -> int:
+        """MACs of Q·Kᵀ and A·V for x: (Bt, H, W, C): (Bt*H*W / M²) windows x heads x 2 x M² x M² x C/heads."""
+        bt, h, w, c = x.shape
+        return 2 * bt * h * w * self.ws * self.ws * c
+
     def forward(self, x: Tensor) -> Tensor:
         """x: (Bt, H, W, C)."""
         bt, h, w, c = x.shape
@@ -173,3 +186,91 @@ class WindowAttentionNet(nn.Module):
             t = blk(t)
         t = self.norm(t).permute(0, 3, 1, 2)[:, :, :h, :w]
         return self.tail(self.body_conv(t) + f, x)
+
+
+class GlobalAttention(nn.Module):
+    """Multi-head self-attention over all L = H*W tokens (no position bias). x: (Bt, H, W, C) -> same shape.
+
+    Written as explicit ``softmax(Q Kᵀ / sqrt(d)) V``: the (Bt, heads, L, L) attention matrix is materialised, so
+    memory grows with L² as in the classic implementations.
+    """
+
+    def __init__(self, dim: int, num_heads: int = 2) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def matmul_macs(self, x: Tensor) -> int:
+        """MACs of Q·Kᵀ and A·V for x: (Bt, H, W, C): heads x 2 x L x L x C/heads per image, L = H*W."""
+        bt, h, w, c = x.shape
+        return 2 * bt * (h * w) ** 2 * c
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (Bt, H, W, C)."""
+        bt, h, w, c = x.shape
+        q, k, v = rearrange(self.qkv(x), "b h w (three n d) -> three b n (h w) d", three=3, n=self.num_heads)
+        attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(-1)   # (Bt, heads, L, L)
+        y = rearrange(attn @ v, "b n (h w) d -> b h w (n d)", h=h)
+        return self.proj(y)
+
+
+class _ConvPair(nn.Module):
+    """EDSR's residual body conv3x3 -> ReLU -> conv3x3 on channels-last input. x: (Bt, H, W, C)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), nn.ReLU(inplace=True),
+                                  nn.Conv2d(dim, dim, 3, padding=1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
+MIXER_KINDS = ("ss2d", "full_attention", "window_attention", "conv")
+
+
+class MixerBlock(nn.Module):
+    """``x + mixer(LayerNorm(x))`` with one token mixer, for complexity comparisons at equal width.
+
+    x: (Bt, dim, H, W) -> (Bt, dim, H, W), any H, W (window attention zero-pads to a multiple of the window and
+    crops back).
+    kind: "ss2d" (MambaIR's SS2D: ``d_state``, ``expand``, four scan directions), "full_attention"
+    (:class:`GlobalAttention`, ``num_heads``), "window_attention" (:class:`WindowAttention`, ``num_heads``,
+    ``window_size``, unshifted) or "conv" (two 3x3 convolutions with a ReLU, EDSR's residual body).
+    """
+
+    def __init__(self, kind: str, dim: int = 32, d_state: int = 16, expand: float = 2.0, num_heads: int = 2,
+                 window_size: int = 8) -> None:
+        super().__init__()
+        if kind not in MIXER_KINDS:
+            raise ValueError(f"unknown mixer kind {kind!r}; known: {MIXER_KINDS}")
+        from ..ssm.ss2d import SS2D
+
+        self.kind, self.dim = kind, dim
+        self.norm = nn.LayerNorm(dim)
+        if kind == "ss2d":
+            self.mixer = SS2D(dim, d_state=d_state, expand=expand)
+        elif kind == "full_attention":
+            self.mixer = GlobalAttention(dim, num_heads)
+        elif kind == "window_attention":
+            self.mixer = WindowAttention(dim, num_heads, window_size)
+        else:
+            self.mixer = _ConvPair(dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (Bt, dim, H, W)."""
+        if x.dim() != 4 or x.shape[1] != self.dim:
+            raise ValueError(f"expected input (Bt, {self.dim}, H, W), got shape {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        t = x.permute(0, 2, 3, 1)                                    # (Bt, H, W, C)
+        y = self.norm(t)
+        if self.kind == "window_attention":
+            ws = self.mixer.ws
+            y = self.mixer(F.pad(y, (0, 0, 0, (-w) % ws, 0, (-h) % ws)))[:, :h, :w]
+        else:
+            y = self.mixer(y)
+        return (t + y).permute(0, 3, 1, 2)

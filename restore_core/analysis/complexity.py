@@ -19,10 +19,19 @@ FLOPs (:func:`count_flops`), by forward hooks on one real forward pass (no thop 
   (of Δ·A), five multiplies (Δ·A, Δ·u·B (2), Ā·h, C·h) and two adds (the state update and the accumulation of
   C·h over N); per element of (Bt, D, L) one add (delta bias) and one softplus, plus a multiply and an add for
   the D·u skip.
-* Element-wise layers (activations, LayerNorm, gating, the merge of scan directions) are not counted, as in
-  thop / fvcore.
+* Attention products done with ``@`` / ``einsum`` (Q·Kᵀ and A·V), which no module hook sees: any module with a
+  ``matmul_macs(x) -> int`` method (called with its first input) adds those MACs, e.g. full self-attention over
+  L = H*W tokens of C channels ``2 * Bt * L * L * C``, window attention with M x M windows ``2 * Bt * L * M² * C``
+  (:mod:`restore_core.analysis.baselines`).
+* Element-wise layers (activations, LayerNorm, softmax, gating, the merge of scan directions) are not counted, as
+  in thop / fvcore.
 
-``macs`` (= conv/linear + SS2D projection MACs) is the quantity image-restoration papers call "FLOPs";
+Counting needs no arithmetic: build the model and the input on the ``meta`` device (:func:`flops_at_sizes`) and
+the forward pass only propagates shapes. For that this module registers a shape-only selective-scan backend,
+``"meta"``, used automatically for meta tensors (the real backends would loop over the sequence for nothing).
+
+``macs`` (= conv/linear + SS2D projection + attention-product MACs) is the quantity image-restoration papers
+call "FLOPs" (thop and SwinIR's own counter report conv/linear MACs only: :attr:`FlopReport.macs_layers`);
 ``flops`` = 2 * macs + the scan's operations (each mul / add / exp / softplus counted as one).
 
 Scaling (:func:`measure_scaling`): median latency over repeats and peak memory for a list of input sizes, with
@@ -45,10 +54,24 @@ import torch
 from torch import Tensor, nn
 
 from ..ssm.cross_scan import get_scan_order
+from ..ssm.scan import ScanBackend, list_backends, register_backend
 from ..ssm.ss2d import SS2D
 
+
+def _selective_scan_shapes_only(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D=None, z=None,
+                                delta_bias=None, delta_softplus: bool = False, return_last_state: bool = False):
+    """A scan that returns outputs of the right shape without computing them (meta tensors: FLOP counting)."""
+    out = torch.empty_like(u)
+    return (out, u.new_empty(u.shape[0], u.shape[1], A.shape[1])) if return_last_state else out
+
+
+if "meta" not in list_backends():
+    register_backend(ScanBackend("meta", _selective_scan_shapes_only, lambda u: u.device.type == "meta",
+                                 priority=100, description="shapes only, for meta tensors (FLOP counting)"))
+
 __all__ = ["count_parameters", "count_parameters_thop_style", "parameter_summary", "THOP_COUNTED_TYPES", "selective_scan_ops",
-           "FlopReport", "count_flops", "ScalingResult", "measure_scaling", "loglog_slope", "peak_memory_bytes"]
+           "thop_missed_parameters", "FlopReport", "count_flops", "flops_at_sizes", "ScalingResult",
+           "measure_scaling", "loglog_slope", "peak_memory_bytes"]
 
 # thop 0.1.1 (profile.py ``register_hooks``): module types it counts; matched by exact type like thop does.
 THOP_COUNTED_TYPES: Tuple[type, ...] = (
@@ -89,6 +112,28 @@ def parameter_summary(model: nn.Module) -> Dict[str, int]:
     return {"params": total, "params_thop_style": thop, "params_missed_by_thop": total - thop}
 
 
+def thop_missed_parameters(model: nn.Module) -> Dict[str, int]:
+    """The parameters a thop-style count loses, grouped by attribute name (the last part of the qualified name,
+    e.g. ``"A_logs"``, ``"x_proj_weight"``, ``"skip_scale"``), largest first; the values sum to
+    ``count_parameters(model) - count_parameters_thop_style(model)``."""
+    counted = set()
+
+    def walk(m: nn.Module) -> None:
+        for child in m.children():
+            if type(child) in THOP_COUNTED_TYPES:
+                counted.update(id(p) for p in child.parameters())
+            else:
+                walk(child)
+
+    walk(model)
+    missed: Dict[str, int] = {}
+    for name, p in model.named_parameters():
+        if id(p) not in counted:
+            key = name.rsplit(".", 1)[-1]
+            missed[key] = missed.get(key, 0) + p.numel()
+    return dict(sorted(missed.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def selective_scan_ops(Bt: int, D: int, L: int, N: int, has_skip: bool = True, delta_bias: bool = True,
                        delta_softplus: bool = True, gate: bool = False) -> Dict[str, int]:
     """Operation counts of one selective scan over u: (Bt, D, L) with state size N (see the module docstring)."""
@@ -127,12 +172,13 @@ class FlopReport:
     input_shape: Tuple[int, ...]
     macs_layers: int = 0                 # Conv / ConvTranspose / Linear
     macs_ssm_proj: int = 0               # SS2D x_proj / dt_proj einsums
+    macs_attention: int = 0              # Q·Kᵀ and A·V products of modules with ``matmul_macs``
     scan_ops: Dict[str, int] = field(default_factory=lambda: {"exp": 0, "mul": 0, "add": 0, "softplus": 0})
     by_module: Dict[str, int] = field(default_factory=dict)  # MACs per layer type; "selective_scan": its ops
 
     @property
     def macs(self) -> int:
-        return self.macs_layers + self.macs_ssm_proj
+        return self.macs_layers + self.macs_ssm_proj + self.macs_attention
 
     @property
     def scan_flops(self) -> int:
@@ -187,6 +233,11 @@ def count_flops(model: nn.Module, *inputs: Tensor) -> FlopReport:
                 report.scan_ops[k] += v
             add("selective_scan", sum(selective_scan_ops(Bt, D, L, N, has_skip=skip).values()))
 
+    def matmul_hook(m: nn.Module, args: tuple) -> None:
+        n = int(m.matmul_macs(args[0]))
+        report.macs_attention += n
+        add("attention products", n)
+
     layer_types = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
                    nn.Linear)
     for m in model.modules():
@@ -194,6 +245,8 @@ def count_flops(model: nn.Module, *inputs: Tensor) -> FlopReport:
             handles.append(m.register_forward_hook(layer_hook))
         if isinstance(m, SS2D) or callable(getattr(m, "scan_dims", None)):
             handles.append(m.register_forward_pre_hook(scan_hook))
+        if callable(getattr(m, "matmul_macs", None)):
+            handles.append(m.register_forward_pre_hook(matmul_hook))
     try:
         with torch.no_grad():
             model(*inputs)
@@ -201,6 +254,23 @@ def count_flops(model: nn.Module, *inputs: Tensor) -> FlopReport:
         for h in handles:
             h.remove()
     return report
+
+
+def flops_at_sizes(build: Callable[[], nn.Module], sizes: Sequence[Union[int, Tuple[int, int]]],
+                   in_channels: int = 3, batch: int = 1) -> List[FlopReport]:
+    """:func:`count_flops` of ``build()`` for inputs (batch, in_channels, H, W) of each size (square if an int),
+    without computing anything: the model and the inputs live on the meta device, so sizes far beyond what
+    fits in memory (full attention at 1024 px) cost milliseconds.
+
+    build: a zero-argument factory (it is called inside ``torch.device("meta")``).
+    """
+    if not sizes:
+        raise ValueError("flops_at_sizes needs at least one size")
+    with torch.device("meta"):
+        model = build()
+    model.eval()
+    shapes = [(s, s) if isinstance(s, int) else tuple(s) for s in sizes]
+    return [count_flops(model, torch.empty(batch, in_channels, H, W, device="meta")) for H, W in shapes]
 
 
 def loglog_slope(x: Sequence[float], y: Sequence[float]) -> float:
