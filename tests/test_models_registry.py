@@ -23,7 +23,8 @@ ALL = [(a, p) for a in list_archs() for p in list_presets(a)]
 TINY = [(a, p) for a, p in ALL if p.startswith("tiny")]
 # Size overrides for small, fast variants of every preset (only fields the config has are applied).
 SHRINK = {"embed_dim": 30, "depths": (1,), "d_state": 4, "n_feats": 16, "n_local_groups": 1,
-          "nonlocal_channels": 8, "dim": 16, "num_feat": 16, "drop_path_rate": 0.0}
+          "nonlocal_channels": 8, "dim": 16, "num_feat": 16, "drop_path_rate": 0.0,
+          "num_blocks": (1, 1, 1, 1), "num_refinement": 1}
 MAX_SHRUNK_PARAMS = 2_000_000
 
 
