@@ -78,7 +78,7 @@ def test_tiny_counts_match_formula(switches):
 # forward / backward
 
 def test_forward_backward_odd_size():
-    model = _tiny()
+    model = _tiny(zero_init_output=False)  # a random output conv, so that every layer receives a gradient
     x = torch.rand(2, 3, 37, 53, requires_grad=True)
     y = model(x)
     assert y.shape == (2, 3, 37, 53)
@@ -97,9 +97,12 @@ def test_tiny_images_and_global_residual():
     x = torch.rand(1, 3, 5, 3)                 # smaller than the padding: replicate instead of reflect
     assert model(x).shape == (1, 3, 5, 3)
     with torch.no_grad():
-        model.output.weight.zero_()            # R = 0 -> output = input exactly
         x = torch.rand(1, 3, 19, 24)
-        assert torch.equal(model(x), x)
+        assert torch.equal(model(x), x)        # zero-initialised output conv: R = 0, output = input exactly
+        other = _tiny(zero_init_output=False)
+        assert (other(x) - x).abs().amax() > 1e-3
+        other.output.weight.zero_()
+        assert torch.equal(other(x), x)        # the global residual: y = x + R
 
 
 def test_wrong_channel_count_raises():
@@ -114,10 +117,10 @@ def test_wrong_channel_count_raises():
 
 def test_deterministic():
     x = torch.rand(1, 3, 24, 40)
-    a = _tiny()(x)
-    b = _tiny()(x)
+    a = _tiny(zero_init_output=False)(x)
+    b = _tiny(zero_init_output=False)(x)
     assert torch.equal(a, b)
-    m = _tiny()
+    m = _tiny(zero_init_output=False)
     assert torch.equal(m(x), m(x))
 
 

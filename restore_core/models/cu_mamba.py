@@ -59,7 +59,10 @@ image size at construction. We keep every weight independent of H*W:
 Config switches: ``use_spatial_ssm`` / ``use_channel_ssm`` replace that SSM by a local convolutional mixer
 (1x1 C -> 2C, dw3x3, GELU, 1x1 2C -> C, i.e. a plain conv block, our assumption for the paper's "U-Net" rows); with
 both off the network is a plain conv/FFN U-Net of the same depth and widths. ``spatial_scan_order`` selects the
-pixel order ("1d" = the paper's raster scan; "4d" = MambaIR's four directions).
+pixel order ("1d" = the paper's raster scan; "4d" = MambaIR's four directions). ``zero_init_output`` (default on,
+our choice; the paper says nothing about initialisation) starts the output convolution at zero, so the untrained
+network returns its input (R = 0) and training improves on the degraded image from the first step instead of
+first un-learning a random residual; the other layers keep PyTorch's default initialisation (SS2D its own).
 
 Numbers. From the paper: 4-level symmetric U-Net, conv3x3 stem, pixel-(un)shuffle resampling, skip concatenation,
 global residual, Charbonnier + 0.1 FFT loss, spatial then channel SSM in every block. Assumed (not readable from the
@@ -107,6 +110,7 @@ class CUMambaConfig:
     use_spatial_ssm: bool = True
     use_channel_ssm: bool = True
     dt_rank: Optional[int] = None      # spatial SS2D's dt rank; None: ceil(C / 16)
+    zero_init_output: bool = True      # output conv starts at 0: the untrained network is the identity
     scan_backend: str = "auto"
 
 
@@ -271,7 +275,7 @@ class CUMamba(nn.Module):
                  num_refinement: int = 4, d_state: int = 16, spatial_expand: float = 2.0,
                  spatial_scan_order: str = "1d", channel_pool: int = 4, ffn_expansion: float = 2.0,
                  use_spatial_ssm: bool = True, use_channel_ssm: bool = True, dt_rank: Optional[int] = None,
-                 scan_backend: str = "auto") -> None:
+                 zero_init_output: bool = True, scan_backend: str = "auto") -> None:
         super().__init__()
         if in_channels < 1:
             raise ValueError(f"in_channels must be >= 1, got {in_channels}")
@@ -309,6 +313,8 @@ class CUMamba(nn.Module):
         self.decoder_level1 = level(2 * C, n1)
         self.refinement = level(2 * C, num_refinement)
         self.output = nn.Conv2d(2 * C, in_channels, 3, padding=1, bias=False)
+        if zero_init_output:
+            nn.init.zeros_(self.output.weight)
 
     @staticmethod
     def pad(x: Tensor, multiple: int = PAD_MULTIPLE) -> Tensor:
