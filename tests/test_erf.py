@@ -147,3 +147,20 @@ def test_mass_within_centred_squares():
     assert math.isnan(mass_within(np.zeros((3, 3)), 1))
     with pytest.raises(ValueError, match="odd"):
         mass_within(a, 4)
+
+
+def test_subtract_input_removes_only_the_identity_spike():
+    torch.manual_seed(3)
+    body = PlainCNN(num_feat=8, num_blocks=1, upscale=1).eval()  # output = x + conv(...): a residual network
+    x = torch.rand(2, 3, 11, 11)
+    full = erf_map(body, x, magnitude="abs")
+    resid = erf_map(body, x, magnitude="abs", subtract_input=True)
+    differs = (full - resid).abs() > 1e-9
+    assert differs.sum() == 1 and differs[5, 5]  # the identity adds d x_c / d x_c = 1 per channel at the centre
+    ident = nn.Identity()
+    assert erf_map(ident, x, magnitude="abs", subtract_input=True).abs().max() == 0
+    assert erf_map(ident, x, magnitude="abs")[5, 5] == 3.0
+    with pytest.raises(ValueError, match="shaped like the input"):
+        erf_map(PlainCNN(num_feat=8, num_blocks=1, upscale=2).eval(), x, subtract_input=True)
+    with pytest.raises(ValueError, match="output_sum"):
+        erf_map(body, x, target="feature_relu", feature_module=body.head, subtract_input=True)

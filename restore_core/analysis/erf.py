@@ -12,6 +12,10 @@ of g_i over images. Targets:
 * ``"feature_relu"`` (RepLKNet's way): ReLU of the centre position of a feature map (a module's output, read by a
   forward hook), summed over channels.
 
+Residual networks (output = input + R, e.g. CU-Mamba): ``subtract_input=True`` takes the target from
+``f(x) - x``, i.e. from the predicted residual R, so the identity path (a unit spike at the centre pixel) does not
+swamp the map; the two differ only at the centre pixel.
+
 Magnitude: ``"relu"`` keeps the positive part of the gradient (RepLKNet's script), ``"abs"`` its absolute value.
 Display transforms (:func:`display_transform`): ``"log"`` = log10(x + 1) / max (RepLKNet), ``"pow0.25"`` = x^0.25
 (MambaIR), ``"pow0.2"`` = x^0.2 (VMamba), each rescaled to [0, 1] here. Area ratio (:func:`area_ratios`): the
@@ -51,7 +55,7 @@ def _centre_target(y: Tensor, relu: bool) -> Tensor:
 
 
 def erf_map(model: nn.Module, images: Tensor, target: str = "output_sum", magnitude: str = "relu",
-            feature_module: Optional[nn.Module] = None) -> Tensor:
+            feature_module: Optional[nn.Module] = None, subtract_input: bool = False) -> Tensor:
     """The ERF of ``model``: mean over images of the channel-summed input-gradient magnitude.
 
     model: called as ``model(x)``; put it in eval mode (a warning-free check: batch-norm in train mode raises).
@@ -59,6 +63,8 @@ def erf_map(model: nn.Module, images: Tensor, target: str = "output_sum", magnit
     target: "output_sum" (centre output pixel summed over channels) or "feature_relu" (ReLU of the centre of
         ``feature_module``'s output, summed over channels; the module must output (Bt, C, H, W)).
     magnitude: "relu" (positive part of the gradient) or "abs".
+    subtract_input: with target "output_sum", use ``model(x) - x`` (the residual of a network whose output adds
+        its input; needs output and input of the same shape).
     Returns (H, W) float64 on the CPU.
     """
     if target not in ERF_TARGETS:
@@ -67,6 +73,8 @@ def erf_map(model: nn.Module, images: Tensor, target: str = "output_sum", magnit
         raise ValueError(f"unknown magnitude {magnitude!r}; known: {ERF_MAGNITUDES}")
     if images.dim() != 4:
         raise ValueError(f"images must be (Bt, C, H, W), got shape {tuple(images.shape)}")
+    if subtract_input and target != "output_sum":
+        raise ValueError("subtract_input applies to target='output_sum' only")
     if target == "feature_relu" and feature_module is None:
         raise ValueError("target='feature_relu' needs feature_module (the module whose output is the feature map)")
     for m in model.modules():
@@ -80,6 +88,11 @@ def erf_map(model: nn.Module, images: Tensor, target: str = "output_sum", magnit
     try:
         with torch.enable_grad():
             out = model(x)
+            if subtract_input:
+                if not isinstance(out, Tensor) or out.shape != x.shape:
+                    raise ValueError(f"subtract_input needs an output shaped like the input {tuple(x.shape)}, got "
+                                     f"{tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__}")
+                out = out - x
             y = captured["y"] if target == "feature_relu" else out
             if not isinstance(y, Tensor):
                 raise ValueError(f"the ERF target must be a tensor, got {type(y).__name__}")
