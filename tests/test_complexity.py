@@ -125,6 +125,10 @@ def test_measure_scaling_conv_memory_is_linear():
     assert res.pixels == [64, 256, 960] and res.sizes == [(8, 8), (16, 16), (24, 40)]
     assert res.memory_slope == pytest.approx(1.0, abs=0.05)
     assert all(t > 0 for t in res.latency_s) and set(res.to_dict()) >= {"latency_slope", "memory_slope"}
+    fastest = measure_scaling(conv, [8, 16], repeats=2, warmup=0, progress=False, statistic="min")
+    assert fastest.peak_bytes == res.peak_bytes[:2]  # memory does not depend on how times are reduced
+    with pytest.raises(ValueError, match="statistic"):
+        measure_scaling(conv, [8, 16], statistic="mean", progress=False)
 
 
 def test_thop_missed_parameters_of_light_sr_x2():

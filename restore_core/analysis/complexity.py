@@ -332,7 +332,8 @@ def peak_memory_bytes(fn: Callable[[], object], device: Union[str, torch.device]
 
 @dataclass
 class ScalingResult:
-    """Latency (s, median) and peak memory (bytes) per input size; slopes of both against H*W on log-log axes."""
+    """Latency (s, median or min over repeats) and peak memory (bytes) per input size; slopes of both against H*W
+    on log-log axes."""
 
     sizes: List[Tuple[int, int]]
     pixels: List[int]
@@ -349,8 +350,12 @@ class ScalingResult:
 
 def measure_scaling(model: nn.Module, sizes: Sequence[Union[int, Tuple[int, int]]], in_channels: int = 3,
                     batch: int = 1, repeats: int = 3, warmup: int = 1, backward: bool = False,
-                    device: Optional[Union[str, torch.device]] = None, progress: bool = True) -> ScalingResult:
+                    device: Optional[Union[str, torch.device]] = None, progress: bool = True,
+                    statistic: str = "median") -> ScalingResult:
     """Time ``model`` (and measure its peak memory) on random inputs of each size (square if an int).
+
+    ``statistic``: how the ``repeats`` timings of one size are reduced, "median" or "min" (the better estimate
+    of the intrinsic cost on a machine shared with other jobs, whose interference only ever adds time).
 
     ``backward``: time forward + backward of the output mean (training mode) instead of an inference forward
     (eval mode); the model's mode is restored afterwards.
@@ -359,6 +364,9 @@ def measure_scaling(model: nn.Module, sizes: Sequence[Union[int, Tuple[int, int]
 
     if len(sizes) < 2:
         raise ValueError("measure_scaling needs at least two sizes to fit a slope")
+    reduce = {"median": statistics.median, "min": min}.get(statistic)
+    if reduce is None:
+        raise ValueError(f"statistic must be 'median' or 'min', got {statistic!r}")
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     model = model.to(dev)
     was_training = model.training
@@ -387,7 +395,7 @@ def measure_scaling(model: nn.Module, sizes: Sequence[Union[int, Tuple[int, int]
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             times.append(time.perf_counter() - t0)
-        lat.append(statistics.median(times))
+        lat.append(reduce(times))
         mem.append(peak_memory_bytes(step, dev))
         if backward:
             model.zero_grad(set_to_none=True)
