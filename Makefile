@@ -11,6 +11,9 @@ NPROC   ?= 1
 TORCH   ?= torch==2.13.0
 export TQDM_DISABLE ?= 0
 export PYTHONHASHSEED := 0
+# OpenMP threads sleep when idle instead of spinning: two processes sharing 2 cores (nbval kernels, torchrun
+# tests) otherwise slow each other down by an order of magnitude; results are identical
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: setup book book-html test clean
 
