@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .fsutil import chmod_like_new_file
+
 
 @dataclass(frozen=True)
 class ScanConfig:
@@ -340,7 +342,7 @@ def write_json(report: Dict[str, object], path: os.PathLike) -> Path:
     with os.fdopen(fd, "w") as fh:
         json.dump(report, fh, indent=1, sort_keys=False)
         fh.write("\n")
-    os.chmod(tmp, 0o644)
+    chmod_like_new_file(tmp)
     os.replace(tmp, path)
     return path
 

@@ -136,3 +136,14 @@ def test_rows_with_a_paper_dataset_merge_profiles_scored_on_different_data(tmp_p
     text = render_scoreboard(d)
     assert "quick scale; ours scored on embedded-test (" in text
     assert "full scale (" in text and "ours scored on Urban100" not in text
+
+
+def test_atomically_written_results_are_readable_like_plain_files(tmp_path):
+    """mkstemp files are owner-only; results moved into place get the umask's mode like any new file."""
+    from restore_core.fsutil import current_umask
+
+    path = save_results("mode_check", "quick", paper="P", table="T", scale="s", out_dir=tmp_path,
+                        rows=[_row("a", 1.0, 2.0)])
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    assert (path.stat().st_mode & 0o777) == (plain.stat().st_mode & 0o777) == 0o666 & ~current_umask()

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from ..provenance import provenance
+from ..fsutil import chmod_like_new_file
 
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "book" / "results"
 _REQUIRED = ("chapter", "paper", "table", "profile", "scale", "rows", "provenance")
@@ -72,6 +73,7 @@ def save_results(chapter: str, profile: str, *, paper: str, table: str, scale: s
     with os.fdopen(fd, "w") as fh:
         json.dump(doc, fh, indent=1, sort_keys=False)
         fh.write("\n")
+    chmod_like_new_file(tmp)
     os.replace(tmp, path)
     return path
 

@@ -35,6 +35,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import yaml
 
+from ..fsutil import chmod_like_new_file
 from .chapter import PROFILES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -166,6 +167,7 @@ def run_chapter(nb_path: Path, output: Path, parameters: Dict[str, Any], cwd: Pa
             raise
         raise ChapterFailed(_failure_message(nb_path, exc, kept)) from exc
     _record_output_path(tmp, output)
+    chmod_like_new_file(tmp)
     os.replace(tmp, output)
     return time.perf_counter() - t0
 

@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
+from ..fsutil import chmod_like_new_file
 from .results import RESULTS_DIR, all_results, ordering_agreement
 from .runner import toc_entries
 
@@ -211,6 +212,7 @@ def _write_if_changed(path: Path, text: str) -> bool:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
+    chmod_like_new_file(tmp)
     os.replace(tmp, path)
     return True
 

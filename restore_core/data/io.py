@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from ..fsutil import chmod_like_new_file
+
 PathLike = Union[str, os.PathLike]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -163,6 +165,7 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        chmod_like_new_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
