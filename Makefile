@@ -38,7 +38,7 @@ book-html: setup
 
 test: setup
 	bash scripts/install_browser.sh
-	$(BIN)/python -m pytest -q tests book --nbval --nbval-sanitize-with book/nbval_sanitize.cfg --nbval-current-env -p no:cacheprovider
+	$(BIN)/python -m pytest -q tests book --nbval --nbval-sanitize-with book/nbval_sanitize.cfg --nbval-current-env -p no:cacheprovider --durations=15
 
 clean:
 	rm -rf _build .pytest_cache
