@@ -1,5 +1,6 @@
-"""DDP on CPU (gloo, loopback only): 2 ranks x batch 4 == 1 process x batch 8; DDP resume == uninterrupted DDP;
-ranks with different configs fail clearly; the torchrun command line."""
+"""DDP on CPU (gloo, loopback only): 2 ranks x batch 4 == 1 process x batch 8 == 2 ranks x batch 2 with 2
+accumulated micro-batches; DDP resume == uninterrupted DDP; ranks with different configs fail clearly; the torchrun
+command line."""
 import json
 import os
 import subprocess
@@ -84,6 +85,12 @@ WORKER = textwrap.dedent('''
         torch.save({"a": a.model.state_dict(), "b": b.model.state_dict(),
                     "a_raw": a.model.state_dict()}, out + "/ddp_resume.pt")
 
+    # 4) 2 ranks x batch 2 x 2 accumulated micro-batches: the same global batch of 8 as 1)
+    acc = config_from_dict(toys_ddp.config(2)).with_overrides(["train.accumulate_grad_batches=2"])
+    r4 = train(acc, model=toys_ddp.make_model(), train_set=data, save_checkpoints=False, progress=False)
+    if rank == 0:
+        torch.save(r4.model.state_dict(), out + "/ddp_accumulated.pt")
+
     # 3) the ranks disagree on the config
     bad = cfg.with_overrides([f"train.optim_g.lr={0.01 * (rank + 1)}"])
     try:
@@ -153,6 +160,14 @@ def test_two_ranks_equal_one_process_with_the_global_batch(toys, ddp_run):
     half = train(config_from_dict(mod.config(4)), model=mod.make_model(), train_set=mod.NoisyPatches(),
                  save_checkpoints=False, progress=False)
     assert not torch.allclose(half.model.conv1.weight, ddp["conv1.weight"], atol=1e-4)
+
+
+def test_gradient_accumulation_under_ddp_matches_the_global_batch(ddp_run):
+    """2 ranks x batch 2 x 2 accumulation steps == 2 ranks x batch 4 (== 1 process x batch 8, test above)."""
+    full = torch.load(ddp_run / "ddp_full.pt")
+    acc = torch.load(ddp_run / "ddp_accumulated.pt")
+    for k, v in full.items():
+        torch.testing.assert_close(acc[k], v, rtol=1e-5, atol=1e-6)
 
 
 def test_ddp_resume_matches_uninterrupted_ddp(ddp_run):
