@@ -71,3 +71,17 @@ def test_image_stack_widget_links_slider_to_stack():
              and {m["state"]["source"][0], m["state"]["target"][0]} == ours]
     assert len(links) == 1
     assert links[0]["state"]["source"][1] == "value" and links[0]["state"]["target"][1] == "selected_index"
+
+
+def test_png_from_a_closed_figure_under_the_inline_backend():
+    """Chapters close figures once rendered; a closed inline figure has a bare canvas without pixels."""
+    import matplotlib.pyplot as plt
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    fig, ax = plt.subplots(figsize=(2, 1), dpi=50)
+    ax.plot([0, 1], [1, 0])
+    expected = to_png_bytes(fig)
+    plt.close(fig)
+    FigureCanvasBase(fig)  # what the inline backend leaves behind: no buffer_rgba
+    assert not hasattr(fig.canvas, "buffer_rgba")
+    assert to_png_bytes(fig) == expected

@@ -33,8 +33,13 @@ def to_png_bytes(image: Any) -> bytes:
     from PIL import Image
 
     if hasattr(image, "savefig") and hasattr(image, "canvas"):  # matplotlib Figure
-        image.canvas.draw()
-        arr = np.asarray(image.canvas.buffer_rgba())[..., :3]
+        canvas = image.canvas
+        if not hasattr(canvas, "buffer_rgba"):  # e.g. a figure closed under the inline backend
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+            canvas = FigureCanvasAgg(image)
+        canvas.draw()
+        arr = np.asarray(canvas.buffer_rgba())[..., :3]
         return to_png_bytes(arr.copy())
     if isinstance(image, Image.Image):
         pil = image
