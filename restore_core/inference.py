@@ -25,8 +25,9 @@ from __future__ import annotations
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .layers.padding import pad_to_multiple
 
 ForwardFn = Callable[[Tensor], Tensor]
 
@@ -57,13 +58,8 @@ def forward_padded(model: ForwardFn, x: Tensor, multiple: int = 1) -> Tensor:
     x: (Bt, C, H, W) -> (Bt, C_out, s*H, s*W) where ``s`` is the model's scale (read off its output).
     Reflection padding is used when the image is large enough, replication otherwise.
     """
-    if multiple < 1:
-        raise ValueError(f"multiple must be >= 1, got {multiple}")
     h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        mode = "reflect" if (ph < h and pw < w) else "replicate"
-        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    x = pad_to_multiple(x, multiple)
     y = model(x)
     s = _scale_of(x, y)
     return y[..., : s * h, : s * w]

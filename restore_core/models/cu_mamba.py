@@ -83,6 +83,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..layers.norm import LayerNorm2d
+from ..layers.padding import pad_to_multiple
 from ..ssm.cross_scan import cross_merge, cross_scan
 from ..ssm.scan import selective_scan
 from ..ssm.ss2d import SS2D
@@ -319,12 +320,7 @@ class CUMamba(nn.Module):
     @staticmethod
     def pad(x: Tensor, multiple: int = PAD_MULTIPLE) -> Tensor:
         """Pad bottom/right to multiples of ``multiple``: reflect, or replicate where a side is too short."""
-        H, W = x.shape[-2:]
-        ph, pw = (-H) % multiple, (-W) % multiple
-        if ph == 0 and pw == 0:
-            return x
-        mode = "reflect" if ph < H and pw < W else "replicate"
-        return F.pad(x, (0, pw, 0, ph), mode=mode)
+        return pad_to_multiple(x, multiple)
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (Bt, C_in, H, W) -> (Bt, C_in, H, W) = x + R."""

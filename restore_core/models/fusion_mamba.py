@@ -64,8 +64,10 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from ..layers.drop_path import DropPath
 from ..layers.eca import ECA
 from ..layers.ldc import LearnableDifferenceConv2d
+from ..layers.padding import pad_to_multiple
 from ..ssm.ss2d import SS2D
 from .registry import register_arch, register_preset
 
@@ -79,25 +81,6 @@ def _to_channels_first(x: Tensor) -> Tensor:
 
 def _to_channels_last(x: Tensor) -> Tensor:
     return rearrange(x, "b c h w -> b h w c")
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: zero a residual branch for a random subset of the batch (training only).
-
-    x: (Bt, ...) -> (Bt, ...), surviving samples scaled by 1 / (1 - p).
-    """
-
-    def __init__(self, p: float = 0.0) -> None:
-        super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"drop path probability must be in [0, 1), got {p}")
-        self.p = p
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        keep = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), device=x.device, dtype=x.dtype) >= self.p
-        return x * keep / (1.0 - self.p)
 
 
 class Mlp(nn.Module):
@@ -424,13 +407,7 @@ class FusionMamba(nn.Module):
     def _pad(self, x: Tensor) -> Tensor:
         """Pad (Bt, C, H, W) at the bottom / right to the size multiple: reflect where the image is large enough,
         else replicate."""
-        m = self.size_multiple
-        H, W = x.shape[-2:]
-        ph, pw = (-H) % m, (-W) % m
-        if ph == 0 and pw == 0:
-            return x
-        mode = "reflect" if ph < H and pw < W else "replicate"
-        return F.pad(x, (0, pw, 0, ph), mode=mode)
+        return pad_to_multiple(x, self.size_multiple)
 
     def encode(self, ir: Tensor, vis: Tensor) -> Tuple[List[Tensor], List[Tensor]]:
         """Per-level DVSS outputs of the shared encoder. ir, vis: (Bt, C_in, H, W) padded ->
