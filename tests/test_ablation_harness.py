@@ -3,6 +3,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from restore_core.book.ablation import Variant, load_full, run_ablation
 from restore_core.book.results import load_results
@@ -19,7 +20,7 @@ VARIANTS = [Variant("full", paper={"PSNR": 30.0, "SSIM": 0.90}),
 def result():
     return run_ablation("mambair/sr_x2", VARIANTS, arch="mambair", preset="tiny_sr_x2", profile="quick",
                         seeds=(0, 1), overrides=OVERRIDES, paper_dataset="Set5", metrics=("PSNR", "SSIM"),
-                        log=None)
+                        log=None, keep_models=True)
 
 
 def test_every_variant_and_seed_is_trained_and_scored(result):
@@ -105,3 +106,15 @@ def test_several_processes_train_each_run_under_torchrun(tmp_path):
     cfg = (exp / "config.yml").read_text()
     assert "scan_order: 1d" in cfg and "manual_seed: 3" in cfg
     assert res.runs[0]["params"] < 200_000 and 5.0 < res.runs[0]["PSNR"] < 60.0
+
+
+def test_kept_models_are_the_trained_ones(result):
+    assert sorted(result.models) == sorted((r["variant"], r["seed"]) for r in result.runs)
+    for r in result.runs:
+        model = result.models[(r["variant"], r["seed"])]
+        assert not model.training and sum(p.numel() for p in model.parameters()) == r["params"]
+    a, b = result.models[("full", 0)], result.models[("full", 1)]
+    assert not torch.equal(a.conv_first.weight, b.conv_first.weight)  # two seeds, two networks
+    with pytest.raises(ValueError, match="keep_models needs in-process runs"):
+        run_ablation("mambair/sr_x2", VARIANTS[:1], arch="mambair", preset="tiny_sr_x2", profile="quick",
+                     overrides=OVERRIDES, nproc=2, keep_models=True, log=None)

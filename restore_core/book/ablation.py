@@ -240,6 +240,9 @@ def run_ablation(config: str, variants: Sequence[Variant], *, arch: str, preset:
     if not seeds:
         raise ValueError("run_ablation needs at least one seed")
     nproc = train_nproc() if nproc is None else int(nproc)
+    if keep_models and nproc > 1:
+        raise ValueError("keep_models needs in-process runs (nproc 1): torchrun runs leave their weights in "
+                         "their experiment folders' checkpoints")
     base = load_config(config, profile=profile, overrides=list(overrides))
     if base.train.total_iter <= 0:
         raise ValueError(f"train.total_iter must be positive, got {base.train.total_iter}")
