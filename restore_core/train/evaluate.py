@@ -158,7 +158,10 @@ def evaluate(model: nn.Module, dataset: Any, metrics: Mapping[str, Any], *, scal
 
     fns = build_metrics(metrics)
     opts = fns
-    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    if device is not None:
+        dev = torch.device(device)
+    else:  # where the model lives; a parameter-free model (a fixed baseline) runs on the CPU
+        dev = next(iter(model.parameters()), torch.empty(0)).device
     was_training = model.training
     model.eval()
     n = len(dataset) if max_images is None else min(len(dataset), max_images)
