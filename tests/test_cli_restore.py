@@ -25,13 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 LIGHT = ("mambair", "light_sr_x2") if "mambair" in list_archs() else ("rnan", "gray_dn")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one intra-op thread is faster, and much faster on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors (see conftest)
 
 
 

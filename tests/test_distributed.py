@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,34 +15,13 @@ from restore_core.train import config_from_dict, train
 from restore_core.train.distributed import free_port, torchrun_command
 
 TOYS = textwrap.dedent('''
-    import torch
-    from torch import nn
+    import toy_training
 
-    class NoisyPatches(torch.utils.data.Dataset):
-        def __init__(self, n=16, size=10):
-            g = torch.Generator().manual_seed(1)
-            self.gt = torch.rand(n, 3, size, size, generator=g)
-        def __len__(self):
-            return len(self.gt)
-        def __getitem__(self, i):
-            gt = self.gt[i]
-            lq = gt + 0.1 * torch.randn_like(gt)
-            if torch.rand(()) < 0.5:
-                lq, gt = lq.flip(-1), gt.flip(-1)
-            return {"lq": lq, "gt": gt}
-
-    class TinyNet(nn.Module):
-        def __init__(self, dropout):
-            super().__init__()
-            self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
-            self.drop = nn.Dropout(dropout)
-            self.conv2 = nn.Conv2d(8, 3, 3, padding=1)
-        def forward(self, x):
-            return x + self.conv2(self.drop(torch.relu(self.conv1(x))))
+    def NoisyPatches(n=16, size=10):
+        return toy_training.NoisyPatches(n, size)
 
     def make_model(dropout=0.0):
-        torch.manual_seed(0)
-        return TinyNet(dropout)
+        return toy_training.make_model(dropout)
 
     def config(batch, ema=0.0):
         return {
@@ -59,7 +39,7 @@ WORKER = textwrap.dedent('''
     import json, os, sys
     import torch
     import torch.distributed as dist
-    sys.path.insert(0, os.environ["TOYS_DIR"])
+    sys.path[:0] = [os.environ["TOYS_DIR"], os.environ["TESTS_DIR"]]
     import toys_ddp
     from restore_core.train import config_from_dict, train
 
@@ -126,6 +106,7 @@ def ddp_run(toys, tmp_path_factory):
     for rank in range(2):
         env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
                    MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1", TOYS_DIR=str(folder),
+                   TESTS_DIR=str(Path(__file__).resolve().parent),
                    TQDM_DISABLE="1")
         procs.append(subprocess.Popen([sys.executable, str(folder / "worker.py"), str(out)], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))

@@ -10,13 +10,7 @@ from restore_core.inference import (DIHEDRAL, blend_window, dihedral, dihedral_i
                                     restore_tensor, self_ensemble, tile_starts, tiled_forward)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one intra-op thread is faster, and much faster on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors (see conftest)
 
 
 def conv_net(scale: int = 1, layers: int = 3, seed: int = 0) -> nn.Module:

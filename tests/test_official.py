@@ -26,13 +26,7 @@ DERIVED = [n for n in ("rnan:gray_dn", "rnan:sr_x4", "mambair:light_sr_x3", "mam
                        "mambair:gray_car") if n in FORMATS]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one intra-op thread is faster, and much faster on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors (see conftest)
 
 
 

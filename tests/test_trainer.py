@@ -20,38 +20,11 @@ from restore_core.train.sampler import ResumableSampler
 
 REPO = Path(__file__).resolve().parents[1]
 
-# The model and dataset live in a small module file so that a subprocess (killed mid-run) and this process
-# build exactly the same things.
+# The model and dataset live in module files (tests/toy_training.py and this config module) so that a subprocess
+# (killed mid-run) and this process build exactly the same things.
+TESTS = Path(__file__).resolve().parent
 TOYS = textwrap.dedent('''
-    import torch
-    from torch import nn
-
-    class NoisyPatches(torch.utils.data.Dataset):
-        """Denoising pairs with random flips and noise drawn from the global RNGs (seeded per sample)."""
-        def __init__(self, n=10, size=12):
-            g = torch.Generator().manual_seed(1)
-            self.gt = torch.rand(n, 3, size, size, generator=g)
-        def __len__(self):
-            return len(self.gt)
-        def __getitem__(self, i):
-            gt = self.gt[i]
-            lq = gt + 0.1 * torch.randn_like(gt)
-            if torch.rand(()) < 0.5:
-                lq, gt = lq.flip(-1), gt.flip(-1)
-            return {"lq": lq, "gt": gt}
-
-    class TinyNet(nn.Module):
-        def __init__(self, dropout=0.2):
-            super().__init__()
-            self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
-            self.drop = nn.Dropout(dropout)
-            self.conv2 = nn.Conv2d(8, 3, 3, padding=1)
-        def forward(self, x):
-            return x + self.conv2(self.drop(torch.relu(self.conv1(x))))
-
-    def make_model(dropout=0.2):
-        torch.manual_seed(0)
-        return TinyNet(dropout)
+    from toy_training import NoisyPatches, TinyNet, make_model  # noqa: F401
 
     CONFIG = {
         "name": "toy", "manual_seed": 3,
@@ -107,7 +80,7 @@ def test_exact_resume_after_a_hard_kill(toys, tmp_path):
     """A subprocess is SIGKILLed right after step 7 (last checkpoint at step 4); resuming ends bit-identical."""
     script = textwrap.dedent(f'''
         import os, sys
-        sys.path.insert(0, {str(Path(toys.__file__).parent)!r})
+        sys.path[:0] = [{str(Path(toys.__file__).parent)!r}, {str(TESTS)!r}]
         import toys_mod
         from restore_core.train import config_from_dict, train
 
