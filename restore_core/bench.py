@@ -14,12 +14,10 @@ are skipped and reported as such. Explained in the chapter "Selective scan and s
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .fsutil import chmod_like_new_file
+from .fsutil import atomic_write_json
 
 
 @dataclass(frozen=True)
@@ -336,15 +334,7 @@ def format_report(report: Dict[str, object]) -> str:
 
 def write_json(report: Dict[str, object], path: os.PathLike) -> Path:
     """Write atomically (temporary file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(report, fh, indent=1, sort_keys=False)
-        fh.write("\n")
-    chmod_like_new_file(tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(path, report)
 
 
 def add_scan_arguments(p: argparse.ArgumentParser) -> None:

@@ -24,12 +24,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from ..provenance import provenance
-from ..fsutil import chmod_like_new_file
+from ..fsutil import atomic_write_json
 
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "book" / "results"
 _REQUIRED = ("chapter", "paper", "table", "profile", "scale", "rows", "provenance")
@@ -68,14 +67,7 @@ def save_results(chapter: str, profile: str, *, paper: str, table: str, scale: s
         doc["extra"] = extra
     validate_results(doc)
     path = results_path(chapter, profile, out_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(doc, fh, indent=1, sort_keys=False)
-        fh.write("\n")
-    chmod_like_new_file(tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(path, doc)
 
 
 def load_results(chapter: str, profile: str, out_dir: Optional[os.PathLike] = None) -> Optional[Dict[str, Any]]:

@@ -12,7 +12,6 @@ reference variant agrees with the paper's (:func:`restore_core.book.results.orde
 from __future__ import annotations
 
 import os
-import tempfile
 from collections import OrderedDict
 from pathlib import Path
 import re
@@ -20,7 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
-from ..fsutil import chmod_like_new_file
+from ..fsutil import atomic_write_text
 from .results import RESULTS_DIR, all_results, ordering_agreement
 from .runner import toc_entries
 
@@ -208,12 +207,7 @@ def render_scoreboard(results_dir: Optional[os.PathLike] = None,
 def _write_if_changed(path: Path, text: str) -> bool:
     if path.exists() and path.read_text() == text:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    chmod_like_new_file(tmp)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
     return True
 
 

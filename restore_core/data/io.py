@@ -16,7 +16,6 @@ channel count, an image smaller than a requested crop (:class:`ImageFormatError`
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Union
 
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ..fsutil import chmod_like_new_file
+from ..fsutil import atomic_write_bytes  # noqa: F401 -- also part of this module's API
 
 PathLike = Union[str, os.PathLike]
 
@@ -155,22 +154,6 @@ def tensor_to_uint(x: torch.Tensor, bits: int = 8) -> np.ndarray:
     a = (x.detach().to("cpu", torch.float64).clamp(0, 1) * peak).round().numpy()
     a = a.astype(np.uint8 if bits == 8 else np.uint16).transpose(1, 2, 0)
     return a[:, :, 0] if a.shape[2] == 1 else a
-
-
-def atomic_write_bytes(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        chmod_like_new_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_image_uint(path: PathLike, arr: np.ndarray, quality: int = 95) -> None:
