@@ -6,6 +6,8 @@ built once per machine (cached); with a C++ compiler present, a failed build fai
 """
 import logging
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -61,6 +63,22 @@ def assert_close(got, want, tol, names=NAMES):
 def test_backends_registered():
     assert {"ref", "cuda", "native", "chunked"} <= set(list_backends())
     assert list_backends().index("native") < list_backends().index("chunked") < list_backends().index("ref")
+    desc = scan.backend_descriptions()
+    assert list(desc) == list_backends() and all(isinstance(v, str) and v for v in desc.values())
+    assert "oracle" in desc["ref"] and "meta tensors" in desc["meta"]
+
+
+def test_meta_backend_propagates_shapes_for_meta_tensors_only():
+    """Registered with the others (no other import needed), chosen by "auto" for meta tensors and only there."""
+    code = ("import torch; from restore_core.ssm.scan import list_backends, selective_scan\n"
+            "u = torch.empty(2, 6, 7, device='meta'); A = torch.empty(6, 4, device='meta')\n"
+            "B = torch.empty(2, 3, 4, 7, device='meta')\n"
+            "out, last = selective_scan(u, u, A, B, B, return_last_state=True)\n"
+            "print(list_backends(u)[0], tuple(out.shape), tuple(last.shape), out.device.type,\n"
+            "      'meta' in list_backends(torch.zeros(1, 1, 1)))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["meta", "(2,", "6,", "7)", "(2,", "6,", "4)", "meta", "False"]
 
 
 def test_native_builds_when_compiler_present():

@@ -27,8 +27,9 @@ FLOPs (:func:`count_flops`), by forward hooks on one real forward pass (no thop 
   in thop / fvcore.
 
 Counting needs no arithmetic: build the model and the input on the ``meta`` device (:func:`flops_at_sizes`) and
-the forward pass only propagates shapes. For that this module registers a shape-only selective-scan backend,
-``"meta"``, used automatically for meta tensors (the real backends would loop over the sequence for nothing).
+the forward pass only propagates shapes; the selective scan's shape-only ``"meta"`` backend
+(:mod:`restore_core.ssm.scan`) is chosen automatically for meta tensors (the real backends would loop over the
+sequence for nothing).
 
 ``macs`` (= conv/linear + SS2D projection + attention-product MACs) is the quantity image-restoration papers
 call "FLOPs" (thop and SwinIR's own counter report conv/linear MACs only: :attr:`FlopReport.macs_layers`);
@@ -57,20 +58,8 @@ import torch
 from torch import Tensor, nn
 
 from ..ssm.cross_scan import get_scan_order
-from ..ssm.scan import ScanBackend, list_backends, register_backend
 from ..ssm.ss2d import SS2D
 
-
-def _selective_scan_shapes_only(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D=None, z=None,
-                                delta_bias=None, delta_softplus: bool = False, return_last_state: bool = False):
-    """A scan that returns outputs of the right shape without computing them (meta tensors: FLOP counting)."""
-    out = torch.empty_like(u)
-    return (out, u.new_empty(u.shape[0], u.shape[1], A.shape[1])) if return_last_state else out
-
-
-if "meta" not in list_backends():
-    register_backend(ScanBackend("meta", _selective_scan_shapes_only, lambda u: u.device.type == "meta",
-                                 priority=100, description="shapes only, for meta tensors (FLOP counting)"))
 
 __all__ = ["count_parameters", "count_parameters_thop_style", "parameter_summary", "THOP_COUNTED_TYPES", "selective_scan_ops",
            "thop_missed_parameters", "FlopReport", "count_flops", "flops_at_sizes", "ScalingResult",

@@ -6,13 +6,13 @@ from .discretize import (DISCRETIZATIONS, causal_conv, convergence_order, discre
                          discretize_euler, discretize_zoh, piecewise_constant_response, selective_discretize,
                          ssm_convolution, ssm_kernel, ssm_recurrence, step_error, step_response,
                          time_varying_recurrence)
-from .scan import ScanBackend, list_backends, register_backend, selective_scan, selective_scan_ref
+from .scan import ScanBackend, backend_descriptions, list_backends, register_backend, selective_scan, selective_scan_ref
 from .cross_scan import ScanOrder, cross_merge, cross_scan, get_scan_order, list_scan_orders, register_scan_order
 from .ss2d import SS2D
 
 __all__ = ["DISCRETIZATIONS", "causal_conv", "convergence_order", "discrete_step_response", "discretize_bilinear",
            "discretize_euler", "discretize_zoh", "piecewise_constant_response", "selective_discretize",
            "ssm_convolution", "ssm_kernel", "ssm_recurrence", "step_error", "step_response", "time_varying_recurrence",
-           "ScanBackend", "list_backends", "register_backend", "selective_scan", "selective_scan_ref",
+           "ScanBackend", "backend_descriptions", "list_backends", "register_backend", "selective_scan", "selective_scan_ref",
            "ScanOrder", "cross_merge", "cross_scan", "get_scan_order", "list_scan_orders", "register_scan_order",
            "SS2D"]

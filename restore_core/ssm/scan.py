@@ -20,9 +20,10 @@ Argument conventions follow mamba-ssm's ``selective_scan_fn``:
 Backends (chosen with ``backend=``): ``"ref"`` is the sequential loop and the test oracle; ``"cuda"`` calls
 mamba-ssm's kernel for CUDA tensors when it imports; ``"native"`` is a C++/OpenMP CPU kernel with a hand-written
 backward (restore_core/ssm/native.py, built once per machine on first use); ``"chunked"`` is a pure-PyTorch
-chunked scan with rescaling, the fallback where no C++ compiler exists (restore_core/ssm/chunked.py). Further
-backends register themselves through :func:`register_backend`. ``"auto"`` picks the available backend with the
-highest priority, cuda (GPU tensors, mamba-ssm importable) > native (CPU, compiler) > chunked > ref, and logs its
+chunked scan with rescaling, the fallback where no C++ compiler exists (restore_core/ssm/chunked.py);
+``"meta"`` only propagates shapes, for tensors on the meta device (a model built there runs its forward pass
+without arithmetic: FLOP counting in :mod:`restore_core.analysis.complexity`). Further backends register themselves through :func:`register_backend`. ``"auto"`` picks the available backend with the
+highest priority, cuda (GPU tensors, mamba-ssm importable) or meta (meta tensors) > native (CPU, compiler) > chunked > ref, and logs its
 choice once per (backend, device, dtype). Speeds: ``python -m restore_core.bench scan``.
 Explained in the book chapter "Selective scan and scanning images".
 """
@@ -71,6 +72,11 @@ def list_backends(u: Optional[Tensor] = None) -> List[str]:
     """Names of registered backends, or of those available for ``u``, best first."""
     items = sorted(_BACKENDS.values(), key=lambda b: -b.priority)
     return [b.name for b in items if u is None or b.available(u)]
+
+
+def backend_descriptions() -> Dict[str, str]:
+    """``{name: what it is}`` for every registered backend, best first (the order "auto" tries them)."""
+    return {name: _BACKENDS[name].description for name in list_backends()}
 
 
 def _check_shapes(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
@@ -180,6 +186,21 @@ register_backend(ScanBackend(
 register_backend(ScanBackend(
     "cuda", _selective_scan_cuda, lambda u: u.is_cuda and _cuda_fn() is not None, priority=100,
     description="mamba-ssm's fused CUDA kernel"))
+
+
+def _selective_scan_shapes_only(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D=None, z=None,
+                                delta_bias=None, delta_softplus: bool = False, return_last_state: bool = False):
+    """Outputs of the right shape, nothing computed: for meta tensors (shape propagation, FLOP counting).
+
+    Returns out ``(Bt, D, L)`` (and the last state ``(Bt, D, N)``), like every backend.
+    """
+    out = torch.empty_like(u)
+    return (out, u.new_empty(u.shape[0], u.shape[1], A.shape[1])) if return_last_state else out
+
+
+register_backend(ScanBackend(
+    "meta", _selective_scan_shapes_only, lambda u: u.device.type == "meta", priority=100,
+    description="shapes only, for meta tensors (FLOP counting, shape checks)"))
 
 
 def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor] = None,
