@@ -99,6 +99,14 @@ def test_matches_reference(backend, dtype, length, grouped):
     assert_close(run(backend, args), run("ref", args), TOL[dtype])
 
 
+def test_native_long_sequence():
+    """L = 2500: 40 checkpoint chunks (the last one partial) recomputed by the backward, an odd channel count (a
+    lone last row beside the interleaved pairs), z and D; float64 against ref to 1e-10, gradients included."""
+    _need("native")
+    args = mamba_inputs(1, 5, 2500, 16, 1, torch.float64)
+    assert_close(run("native", args), run("ref", args), TOL[torch.float64])
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_optional_arguments_absent(backend):
     _need(backend)
