@@ -3,8 +3,8 @@
 Every HTML page of the real book and of a tiny temporary book (stored widget views, a kernel-free image
 slider, an equation, a PNG, the generated scoreboard) is served from 127.0.0.1 and opened; each page must
 show no console errors, make no request that leaves 127.0.0.1, load every <img>, render every stored widget
-view with its controls (and every equation), and the landing page must carry the scoreboard. Screenshots of
-every page (its first 1280 x 1600 px) go to _build/screenshots/.
+view with its controls (and every equation, none wider than the text column), and the landing page must carry
+the scoreboard. Screenshots of every page (its first 1280 x 1600 px) go to _build/screenshots/.
 
 Needs /usr/bin/chromium (``scripts/install_browser.sh``; ``make test`` runs it). The builds are shared with
 tests/test_book_build.py.
@@ -32,6 +32,12 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
 SCREENSHOTS = BUILD_ROOT / "screenshots"
 # Console noise that is not a page error: the favicon the book does not ship.
 _IGNORED_CONSOLE = ("favicon.ico",)
+
+
+# [scroll width, visible width, start of the text] of each display equation that does not fit its column.
+_WIDE_MATH_JS = """() => Array.from(document.querySelectorAll('div.math, mjx-container[display="true"]'))
+    .filter(e => e.scrollWidth > e.clientWidth + 2)
+    .map(e => [e.scrollWidth, e.clientWidth, e.textContent.slice(0, 60)])"""
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -104,8 +110,12 @@ def check_page(browser, base: str, html: Path, page_path: Path, shot_dir: Path) 
             timeout=15000)
         n_rendered = page.locator(".jupyter-widgets").count()
     has_math = page.locator(".math").count() > 0
+    wide_math = []
     if has_math:
         page.wait_for_selector("mjx-container", state="attached", timeout=15000)
+        page.evaluate("() => (window.MathJax && MathJax.startup && MathJax.startup.promise) || null")
+        # display equations wider than the text column (at 1280 px the theme shows both sidebars)
+        wide_math = page.evaluate(_WIDE_MATH_JS)
     page.wait_for_load_state("networkidle")
     images = page.evaluate("Array.from(document.images).map(i => [i.currentSrc.slice(0, 80), i.complete,"
                            " i.naturalWidth])")
@@ -114,7 +124,7 @@ def check_page(browser, base: str, html: Path, page_path: Path, shot_dir: Path) 
     page.screenshot(path=str(shot_dir / f"{name}.png"))  # the first 1600 px: full pages cost seconds each
     info = {"url": url, "page": page, "context": context, "errors": errors, "external": external,
             "failed": failed, "images": images, "widget_views": n_views, "widgets_rendered": n_rendered,
-            "math": has_math}
+            "math": has_math, "wide_math": wide_math}
     return info
 
 
@@ -127,6 +137,8 @@ def _assert_clean(info: dict) -> None:
     assert not broken, f"{url}: images that did not load: {broken}"
     if info["widget_views"]:
         assert info["widgets_rendered"] >= info["widget_views"], f"{url}: widget views not rendered"
+    assert not info["wide_math"], (f"{url}: display equations wider than the text column "
+                                   f"([needed px, column px, text]): {info['wide_math']}")
 
 
 def _check_book(browser, html: Path, shot_dir: Path) -> Iterator[dict]:
