@@ -28,7 +28,6 @@ LIGHT = ("mambair", "light_sr_x2") if "mambair" in list_archs() else ("rnan", "g
 pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors (see conftest)
 
 
-
 def _save_rgb(path: Path, h: int, w: int, seed: int = 0) -> np.ndarray:
     arr = (np.random.default_rng(seed).random((h, w, 3)) * 255).astype(np.uint8)
     Image.fromarray(arr).save(path)
@@ -156,6 +155,21 @@ def test_unreadable_input_and_wrong_preset_are_one_line_errors(tmp_path, capsys)
     rc = main(["restore", str(weights), str(img), "-o", str(tmp_path / "o")])  # official file, no --official
     err = capsys.readouterr().err.strip()
     assert rc == 2 and f"add --official {arch}:{preset}" in err and len(err.splitlines()) == 1
+
+
+def test_state_dict_of_another_preset_is_a_short_summary(tmp_path, capsys):
+    """Thousands of mismatching keys become counts and three examples of each kind, on one line."""
+    weights = tmp_path / "tiny.pt"
+    torch.save(build_model("mambair", "tiny_sr_x2").state_dict(), weights)
+    img = tmp_path / "in.png"
+    _save_rgb(img, 6, 6)
+    rc = main(["restore", str(weights), str(img), "--arch", "mambair", "--preset", "light_sr_x2",
+               "-o", str(tmp_path / "o"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and len(err) < 1000, err
+    assert "tiny.pt does not fit mambair:light_sr_x2: " in err
+    assert "504 missing keys (layers.0.residual_group.blocks.2.skip_scale, " in err
+    assert "conv_first.weight: checkpoint [32, 3, 3, 3] vs model [60, 3, 3, 3]" in err
 
 
 def test_inspect_cli(tmp_path, capsys):

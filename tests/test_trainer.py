@@ -315,3 +315,14 @@ def test_fusion_task_end_to_end():
     assert res.final_metrics["Qabf"] == pytest.approx(METRICS.get("Qabf")(f, ir, vis), rel=1e-12)
     ev = evaluate(res.model, val_set, cfg.val.metrics, task="fusion", max_images=1, progress=False)
     assert ev.mean == res.final_metrics
+
+
+def test_resuming_with_another_network_names_the_mismatch(toys, tmp_path):
+    from restore_core.models.weights import WeightsMismatchError
+
+    cfg = config_from_dict({**toys.CONFIG, "train": {**toys.CONFIG["train"], "total_iter": 4}})
+    train(cfg, model=toys.make_model(), train_set=toys.NoisyPatches(), out_dir=tmp_path, progress=False)
+    other = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1))
+    with pytest.raises(WeightsMismatchError, match=r"step_00000004\.pt does not fit this run's network_g: 2 missing "
+                                                   r"keys \(0\.weight, 0\.bias\), 4 unexpected keys \(conv1\.weight"):
+        train(cfg, model=other, train_set=toys.NoisyPatches(), out_dir=tmp_path, progress=False, resume="auto")

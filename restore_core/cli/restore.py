@@ -97,6 +97,7 @@ def load_model(checkpoint: str, official: Optional[str], arch: Optional[str],
                preset: Optional[str]) -> Tuple[nn.Module, float, str]:
     """The model to run, its pixel range and a one-line description of what was loaded."""
     from ..models import build_model
+    from ..models.weights import load_weights
     from ..models.official import from_official, official_format, read_official_checkpoint
 
     path = Path(checkpoint)
@@ -122,12 +123,8 @@ def load_model(checkpoint: str, official: Optional[str], arch: Optional[str],
         except KeyError as exc:
             raise ValueError(exc.args[0]) from None
         sd, note = read_official_checkpoint(path)
-        try:
-            model.load_state_dict(sd, strict=True)
-        except RuntimeError as exc:
-            raise ValueError(f"{path} does not fit {arch}:{preset}: {str(exc).splitlines()[1].strip()}. "
-                             f"For released official weights use --official (see `restore-core inspect`)") \
-                from None
+        load_weights(model, sd, source=str(path), target=f"{arch}:{preset}",
+                     hint="For released official weights use --official (see `restore-core inspect`)")
         return model.eval(), 1.0, f"{arch}:{preset} state dict ({note}) from {path}"
     from ..train.builders import build_network
     from ..train.checkpoint import load_checkpoint, model_weights
@@ -139,7 +136,8 @@ def load_model(checkpoint: str, official: Optional[str], arch: Optional[str],
         raise ValueError(f"{exc}. {_official_hint(path)}") from None
     model = build_network(config_from_dict(state["config"]))
     use_ema = state.get("ema") is not None
-    model.load_state_dict(model_weights(state, prefer_ema=True))
+    load_weights(model, model_weights(state, prefer_ema=True), source=str(path),
+                 target="the network its own config describes")
     net = state["config"].get("network_g", {})
     what = f"{net.get('type')}:{net.get('preset')} step {state.get('step')}" + (" (EMA)" if use_ema else "")
     return model.eval(), 1.0, f"training checkpoint {what} from {path}"

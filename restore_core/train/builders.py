@@ -59,12 +59,21 @@ def load_pretrained(net: nn.Module, path: str, strict: bool = True, param_key: O
             if param_key:
                 raise ConfigError(f"path.param_key_g: {param_key!r} not in {p} (keys: {sorted(state)})")
     state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-    missing, unexpected = net.load_state_dict(state, strict=strict)
-    if not strict and (missing or unexpected):
+    from ..models.weights import WeightsMismatchError, compare_state_dict, load_weights
+
+    if strict:
+        load_weights(net, state, source=f"path.pretrain_network_g {p}", target="network_g",
+                     hint="Set path.strict_load_g: false to load the keys that fit.")
+        return
+    mismatch = compare_state_dict(net, state)
+    if mismatch.shapes:  # torch refuses these even when not strict
+        raise WeightsMismatchError(f"path.pretrain_network_g {p} does not fit network_g even with "
+                                   f"strict_load_g: false: {mismatch.summary()}")
+    net.load_state_dict(state, strict=False)
+    if mismatch:
         import logging
 
-        logging.getLogger(__name__).warning("pretrained %s: %d missing, %d unexpected keys", p, len(missing),
-                                            len(unexpected))
+        logging.getLogger(__name__).warning("pretrained %s: %s", p, mismatch.summary())
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -222,6 +222,7 @@ def evaluate_checkpoint(checkpoint: Union[str, Path], dataset: Any, *, metrics: 
     ``metrics`` default to the checkpoint config's ``val.metrics``. ``out_json`` also writes the results
     with provenance and the config.
     """
+    from ..models.weights import load_weights
     from .builders import build_network
     from .checkpoint import load_checkpoint, model_weights
     from .config import config_from_dict
@@ -229,7 +230,8 @@ def evaluate_checkpoint(checkpoint: Union[str, Path], dataset: Any, *, metrics: 
     state = load_checkpoint(checkpoint)
     cfg = config_from_dict(state["config"])
     net = model if model is not None else build_network(cfg)
-    net.load_state_dict(model_weights(state, prefer_ema=use_ema))
+    load_weights(net, model_weights(state, prefer_ema=use_ema), source=str(checkpoint),
+                 target="the network" if model is not None else "the network its own config describes")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     net.to(dev)
     chosen = metrics if metrics is not None else cfg.val.metrics

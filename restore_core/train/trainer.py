@@ -36,6 +36,7 @@ from . import checkpoint as ckpt_io
 from .config import TrainConfig, dump_config, load_config
 from .distributed import (DistContext, all_finite, all_gather_objects, barrier, broadcast_object,
                           check_same_config, init_distributed, mean_over_ranks, shutdown)
+from ..models.weights import load_weights
 from .losses import CombinedLoss, build_loss
 from .optim import ModelEMA, build_optimizer, build_scheduler, cast_params_keep_fp32
 from .sampler import ResumableSampler, SeededSampleDataset
@@ -267,7 +268,8 @@ class Trainer:
         state = ckpt_io.load_checkpoint(source)
         if state.get("config_hash") not in (None, self.cfg.hash()):
             log.warning("resuming %s, written with a different config", source)
-        self.net.load_state_dict(state["model"])
+        load_weights(self.net, state["model"], source=f"checkpoint {source}", target="this run's network_g",
+                     hint="Was it written by a run with another network_g?")
         if self.ema is not None:
             if state.get("ema") is None:
                 raise ValueError(f"{source} has no EMA weights but train.ema_decay is set")
