@@ -32,11 +32,11 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..models.weights import load_weights
 from . import checkpoint as ckpt_io
 from .config import TrainConfig, dump_config, load_config
 from .distributed import (DistContext, all_finite, all_gather_objects, barrier, broadcast_object,
                           check_same_config, init_distributed, mean_over_ranks, shutdown)
-from ..models.weights import load_weights
 from .losses import CombinedLoss, build_loss
 from .optim import ModelEMA, build_optimizer, build_scheduler, cast_params_keep_fp32
 from .sampler import ResumableSampler, SeededSampleDataset
