@@ -3,6 +3,8 @@ profile reaching the kernel, a failing chapter named and never half-written, and
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -66,6 +68,23 @@ def test_quick_runs_in_place_without_injected_parameters(tmp_path):
     assert nb["metadata"]["papermill"]["output_path"] == str(nb_path)
     assert "No chapter has stored results yet" in (tmp_path / "scoreboard.md").read_text()
     assert not list((tmp_path / "book").glob(".*.ipynb"))  # no temporary file left
+
+
+@pytest.mark.skipif(os.name != "posix", reason="Unix sockets")
+def test_kernels_talk_over_unix_sockets_and_leave_none_behind(tmp_path, monkeypatch):
+    """ZeroMQ ipc sockets in Jupyter's runtime folder; TCP where that folder's path is too long for a socket."""
+    probe = ("import json; from ipykernel import get_connection_info\n"
+             "info = json.loads(get_connection_info()); print(info['transport'], info['ip'])")
+    toc = _book(tmp_path, {"01_probe": _nb(PARAMS, probe)})
+    with tempfile.TemporaryDirectory(prefix="rt", dir="/tmp") as short:
+        monkeypatch.setenv("JUPYTER_RUNTIME_DIR", short)
+        _run(toc)
+        transport, ip = _stdout(tmp_path / "book" / "01_probe.ipynb").split()
+        assert transport == "ipc" and Path(ip).parent == Path(short).resolve()  # absolute: the kernel runs in book/
+        assert not list(Path(short).glob("kernel-*"))  # sockets and connection file removed at shutdown
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / ("long-" * 20)))
+    _run(toc)
+    assert _stdout(tmp_path / "book" / "01_probe.ipynb").split()[0] == "tcp"
 
 
 def test_full_runs_into_a_copy_with_parameters(tmp_path, monkeypatch):

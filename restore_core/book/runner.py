@@ -138,6 +138,38 @@ def _failure_message(nb_path: Path, exc: BaseException, kept: Optional[Path]) ->
     return msg
 
 
+def local_kernel_manager() -> type:
+    """A kernel manager whose kernel talks over Unix sockets (ZeroMQ ``ipc``) instead of loopback TCP.
+
+    The kernel runs on this machine anyway; sockets in Jupyter's runtime folder (owner-only) need no free TCP
+    ports and are not reachable by other users, and ipykernel then has no reason to print its "running over TCP
+    without encryption" warning for every chapter. Where Unix sockets are unavailable (Windows) or their path
+    would be too long for the OS, the default TCP manager is returned.
+    """
+    from jupyter_client import AsyncKernelManager
+
+    if os.name != "posix":
+        return AsyncKernelManager
+    from jupyter_core.paths import jupyter_runtime_dir
+    from traitlets import CaselessStrEnum, default
+
+    runtime = Path(jupyter_runtime_dir()).resolve()
+    longest = f"{runtime}/kernel-{os.getpid()}-{'f' * 16}-ipc-99999"
+    if len(os.fsencode(longest)) >= 108:  # a socket's path must fit the OS's sun_path (108 bytes on Linux)
+        return AsyncKernelManager
+
+    class LocalKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+        @default("ip")
+        def _ip_default(self) -> str:
+            # absolute: the kernel's working directory (book/) differs from ours
+            runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
+            return str(runtime / f"kernel-{os.getpid()}-{id(self):x}-ipc")
+
+    return LocalKernelManager
+
+
 def run_chapter(nb_path: Path, output: Path, parameters: Dict[str, Any], cwd: Path, kernel: str = "python3",
                 log_output: bool = False, failed_dir: Optional[Path] = None,
                 execution_timeout: Optional[int] = None) -> float:
@@ -155,7 +187,7 @@ def run_chapter(nb_path: Path, output: Path, parameters: Dict[str, Any], cwd: Pa
     try:
         pm.execute_notebook(str(nb_path), str(tmp), parameters=parameters or None, kernel_name=kernel,
                             cwd=str(cwd), progress_bar=False, log_output=log_output,
-                            execution_timeout=execution_timeout)
+                            execution_timeout=execution_timeout, kernel_manager_class=local_kernel_manager())
     except BaseException as exc:  # noqa: BLE001 -- re-raised with the chapter named
         kept = None
         if failed_dir is not None and tmp.exists() and tmp.stat().st_size > 0:
