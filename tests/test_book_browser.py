@@ -116,6 +116,7 @@ def check_page(browser, base: str, html: Path, page_path: Path, shot_dir: Path) 
         page.evaluate("() => (window.MathJax && MathJax.startup && MathJax.startup.promise) || null")
         # display equations wider than the text column (at 1280 px the theme shows both sidebars)
         wide_math = page.evaluate(_WIDE_MATH_JS)
+    page.evaluate("() => document.fonts.ready.then(() => true)")  # fonts the rendered page asked for
     page.wait_for_load_state("networkidle")
     images = page.evaluate("Array.from(document.images).map(i => [i.currentSrc.slice(0, 80), i.complete,"
                            " i.naturalWidth])")
