@@ -11,8 +11,6 @@ trained network, on the same data and metrics.
 """
 from __future__ import annotations
 
-from typing import Tuple
-
 import torch
 from torch import nn
 
@@ -61,15 +59,10 @@ class FixedFusion(nn.Module):
             raise ValueError(f"FixedFusion: unknown rule {rule!r}; choose one of {sorted(FUSION_RULES)}")
         self.rule = rule
 
-    @staticmethod
-    def _check(ir: torch.Tensor, vis: torch.Tensor) -> Tuple[int, ...]:
+    def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         if ir.shape != vis.shape:
             raise ValueError(f"FixedFusion: the two sources must have the same shape, got {tuple(ir.shape)} "
                              f"and {tuple(vis.shape)} (register and resize them first)")
-        return tuple(ir.shape)
-
-    def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-        self._check(ir, vis)
         if self.rule == "mean":
             return (ir + vis) / 2
         return torch.maximum(ir, vis)
