@@ -57,7 +57,7 @@ def test_rows_merge_profiles_and_compute_agreement(results):
 def test_markdown_table_lines(results):
     text = render_scoreboard(results)
     lines = text.splitlines()
-    header = next(ln for ln in lines if ln.startswith("| Paper"))
+    header = next(ln for ln in lines if ln.startswith("| Paper | Table | Variant"))
     assert header == ("| Paper | Table | Variant | Dataset | Metric | Paper value | Ours (quick) | Order (quick) "
                       "| Ours (full) | Order (full) |")
     assert ("| MambaIR | Table 3: scan directions | one | Set5 | PSNR | 38.53 | 29.50 ± 0.0123 | ✓ | 36.20 | ✗ |"
@@ -68,6 +68,28 @@ def test_markdown_table_lines(results):
     assert "full: 1 of 2 orderings agree with the paper" in text
     # the scale text is quoted per chapter and profile, table pipes escaped
     assert "DIV2K 16 images \\| 200 iterations" in text and "DF2K, 20k iterations" in text
+
+
+def test_summary_line_per_table_then_every_row_in_a_dropdown(results, tmp_path):
+    save_results("cu_ablation", "quick", paper="CU-Mamba (arXiv:2404.11778)", table="GoPro", scale="s",
+                 reference_variant="both", out_dir=results,
+                 rows=[_row("both", 33.53, 20.0, dataset="GoPro"), _row("spatial", 33.31, 19.0, dataset="GoPro")])
+    save_results("ablation_scan_bis", "quick", paper="MambaIR (arXiv:2402.15648)", table="Table 2", scale="s",
+                 out_dir=results, rows=[_row("x", None, 1.0)])
+    lines = render_scoreboard(results).splitlines()
+    start = lines.index("| Paper | Table | Numbers | With a paper value | Orderings agreeing (quick) "
+                        "| Orderings agreeing (full) |")
+    assert lines[start + 1] == "|---|---|--:|--:|--:|--:|"
+    # papers in the book's order whatever their suffix: MambaIR (both spellings), CU-Mamba, RNAN
+    assert lines[start + 2:start + 6] == [
+        "| MambaIR | Table 3: scan directions | 3 | 3 | 2 of 2 | 1 of 2 |",
+        "| MambaIR (arXiv:2402.15648) | Table 2 | 1 | 0 | – | – |",
+        "| CU-Mamba (arXiv:2404.11778) | GoPro | 2 | 2 | 1 of 1 | – |",
+        "| RNAN | Model size | 1 | 1 | – | – |"]
+    assert lines[start + 6] == "" and lines[start + 7] == ":::{dropdown} All 7 numbers, row by row"
+    close = lines.index(":::")
+    assert start + 7 < close and lines[close + 2].startswith("**Scale of each reproduction**")
+    assert sum(ln.startswith("| MambaIR | Table 3") for ln in lines[start + 7:close]) == 3
 
 
 def test_duplicate_chapter_profile_is_an_error(results, tmp_path):

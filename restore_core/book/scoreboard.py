@@ -5,9 +5,11 @@
 ``restore-core book scoreboard``, by the book runner after the chapters ran, and by Sphinx itself at the start of
 every HTML build (:mod:`restore_core.book.sphinx_ext`), so the page can never be stale or missing. With no results stored yet the page says so plainly.
 
-Table layout: one row per (paper, table, variant, dataset, metric); the paper's value, ours in the quick and the
-full profile (mean ± std over seeds where stored), and whether the sign of our difference to the chapter's
-reference variant agrees with the paper's (:func:`restore_core.book.results.ordering_agreement`).
+Layout: a summary with one line per paper table (how many numbers, how many have a paper value, how many
+orderings agree, per profile), then, in a dropdown, one row per (paper, table, variant, dataset, metric): the
+paper's value, ours in the quick and the full profile (mean ± std over seeds where stored), and whether the sign
+of our difference to the chapter's reference variant agrees with the paper's
+(:func:`restore_core.book.results.ordering_agreement`).
 """
 from __future__ import annotations
 
@@ -77,8 +79,12 @@ def _agreement_mark(agrees: Optional[bool]) -> str:
     return NO_CALL if agrees is None else (AGREES if agrees else DISAGREES)
 
 
-def _paper_key(paper: str) -> Tuple[int, str]:
-    return (_PAPER_ORDER.index(paper) if paper in _PAPER_ORDER else len(_PAPER_ORDER), paper)
+def _paper_rank(paper: str) -> int:
+    """Position of the paper in the book's order; "MambaIR (arXiv:2402.15648)" counts as "MambaIR"."""
+    for i, name in enumerate(_PAPER_ORDER):
+        if paper == name or paper.startswith(name + " "):
+            return i
+    return len(_PAPER_ORDER)
 
 
 def _group_documents(docs: Sequence[Dict[str, Any]]) -> "OrderedDict[Tuple[str, str, str], Dict[str, Dict]]":
@@ -89,7 +95,7 @@ def _group_documents(docs: Sequence[Dict[str, Any]]) -> "OrderedDict[Tuple[str, 
         if doc["profile"] in groups.setdefault(key, {}):
             raise ValueError(f"two results documents for chapter {doc['chapter']!r}, profile {doc['profile']!r}")
         groups[key][doc["profile"]] = doc
-    ordered = sorted(groups, key=lambda k: (_paper_key(k[0]), k[2], k[1]))
+    ordered = sorted(groups, key=lambda k: (_paper_rank(k[0]), k[2], k[1], k[0]))
     return OrderedDict((k, groups[k]) for k in ordered)
 
 
@@ -147,6 +153,23 @@ def _chapter_link(chapter: str, text: str, pages: Mapping[str, str]) -> str:
     return f"{{doc}}`{label} </{docname}>`"
 
 
+def _summary_table(rows: Sequence[Dict[str, Any]], profiles: Sequence[str], pages: Mapping[str, str]) -> List[str]:
+    """One line per paper table: how many numbers, how many have a paper value, how many orderings agree."""
+    groups: "OrderedDict[Tuple[str, str, str], List[Dict[str, Any]]]" = OrderedDict()
+    for r in rows:
+        groups.setdefault((r["paper"], r["table"], r["chapter"]), []).append(r)
+    header = ["Paper", "Table", "Numbers", "With a paper value"] + [f"Orderings agreeing ({p})" for p in profiles]
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["--:"] * (2 + len(profiles))) + "|"]
+    for (paper, table, chapter), group in groups.items():
+        cells = [_cell(paper), _chapter_link(chapter, table, pages), str(len(group)),
+                 str(sum(r["paper_value"] is not None for r in group))]
+        for p in profiles:
+            calls = [r[f"agrees_{p}"] for r in group if r[f"agrees_{p}"] is not None]
+            cells.append(f"{sum(calls)} of {len(calls)}" if calls else NO_CALL)
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
 def render_scoreboard(results_dir: Optional[os.PathLike] = None,
                       pages: Optional[Mapping[str, str]] = None) -> str:
     """The scoreboard as MyST Markdown (no top-level heading: the including page gives it one).
@@ -169,10 +192,13 @@ def render_scoreboard(results_dir: Optional[os.PathLike] = None,
     profiles = [p for p in PROFILE_ORDER if any(d["profile"] == p for d in docs)]
     lines += [f"{len(rows)} numbers from {_plural(len({(d['paper'], d['table']) for d in docs}), 'paper table')} "
               f"({', '.join(_summary(rows, p) for p in profiles)}). "
+              f"The summary has one line per paper table; in the row-by-row table under it, "
               f"**Order** tells whether our difference to the chapter's reference variant (marked *ref*) has the "
               f"paper's sign: {AGREES} agrees, {DISAGREES} disagrees, {NO_CALL} no call (reference row, tie or "
               f"no paper number). Our runs are far smaller than the papers' (see *Scale* below), so absolute "
               f"values are not comparable; orderings are what a small run can test.", ""]
+    lines += _summary_table(rows, profiles, pages)
+    lines += ["", f":::{{dropdown}} All {len(rows)} numbers, row by row", ""]
     header = ["Paper", "Table", "Variant", "Dataset", "Metric", "Paper value"]
     for p in profiles:
         header += [f"Ours ({p})", f"Order ({p})"]
@@ -187,7 +213,7 @@ def render_scoreboard(results_dir: Optional[os.PathLike] = None,
             cells += [format_value(r[f"ours_{p}"], r[f"std_{p}"]),
                       _agreement_mark(r[f"agrees_{p}"]) if r[f"ours_{p}"] is not None else ""]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "**Scale of each reproduction** (as the chapter states it) and where it was run:", ""]
+    lines += ["", ":::", "", "**Scale of each reproduction** (as the chapter states it) and where it was run:", ""]
     for (paper, table, chapter), by_profile in _group_documents(docs).items():
         for p in PROFILE_ORDER:
             doc = by_profile.get(p)
