@@ -69,6 +69,7 @@ def test_official_weights_end_to_end_subprocess(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_training_checkpoint(tmp_path_factory):
     """A restore_core trainer checkpoint of RNAN's tiny preset (the layout restore_core/train writes)."""
+    from restore_core.train.checkpoint import FORMAT, config_to_text
     from restore_core.train.config import load_config
 
     cfg = load_config("rnan/color_dn", profile="quick")
@@ -76,7 +77,8 @@ def tiny_training_checkpoint(tmp_path_factory):
     net = build_model("rnan", cfg.network_g.preset)
     ema = {k: v + 0.01 for k, v in net.state_dict().items()}
     path = tmp_path_factory.mktemp("ckpt") / "step_00000003.pt"
-    torch.save({"step": 3, "model": net.state_dict(), "ema": ema, "config": cfg.to_dict()}, path)
+    torch.save({"format": FORMAT, "step": 3, "model": net.state_dict(), "ema": ema,
+                "config": config_to_text(cfg.to_dict())}, path)
     return path, ema
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from restore_core.data import write_image
+from restore_core.train.checkpoint import load_checkpoint
 
 CONFIG = textwrap.dedent("""
     name: cli_tiny
@@ -121,7 +122,7 @@ def test_train_then_eval(setup, capsys):
     from restore_core.train.config import config_from_dict
     from restore_core.train.datasets import eval_dataset
 
-    ckpt_cfg = config_from_dict(torch.load(summary["checkpoint"], weights_only=False)["config"])
+    ckpt_cfg = config_from_dict(load_checkpoint(summary["checkpoint"])["config"])
     embedded = eval_dataset("embedded", ckpt_cfg)
     assert [embedded[i]["name"] for i in range(len(embedded))] == [p.stem for p in embedded_paths("test")]
     item = embedded[0]

@@ -18,6 +18,7 @@ _COMMAND_MODULES = [
     "bench",
     "restore",
     "inspect",
+    "convert",
 ]
 
 

@@ -127,11 +127,14 @@ def load_model(checkpoint: str, official: Optional[str], arch: Optional[str],
                      hint="For released official weights use --official (see `restore-core inspect`)")
         return model.eval(), 1.0, f"{arch}:{preset} state dict ({note}) from {path}"
     from ..train.builders import build_network
+    from ..safe_load import UnsafeFileError
     from ..train.checkpoint import load_checkpoint, model_weights
     from ..train.config import config_from_dict
 
     try:
         state = load_checkpoint(path)
+    except UnsafeFileError:
+        raise
     except ValueError as exc:
         raise ValueError(f"{exc}. {_official_hint(path)}") from None
     model = build_network(config_from_dict(state["config"]))

@@ -56,6 +56,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from ..safe_load import load_untrusted
 from .registry import build_model, list_archs, model_class
 
 log = logging.getLogger(__name__)
@@ -320,13 +321,7 @@ def read_official_checkpoint(checkpoint: Union[str, os.PathLike, Mapping[str, An
     """
     if isinstance(checkpoint, (str, os.PathLike)):
         path = Path(checkpoint)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint {path} does not exist")
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # not a torch file, truncated, or pickled objects beyond tensors
-            raise ValueError(f"{path} is not a readable PyTorch checkpoint (weights_only load): "
-                             f"{str(exc).splitlines()[0]}") from None
+        obj = load_untrusted(path, what="checkpoint")
         where = str(path)
     else:
         obj, where = checkpoint, "state dict"

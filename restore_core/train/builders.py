@@ -13,6 +13,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from ..safe_load import load_untrusted
 from .config import ConfigError, DatasetOptions, TrainConfig
 
 
@@ -48,7 +49,7 @@ def load_pretrained(net: nn.Module, path: str, strict: bool = True, param_key: O
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"path.pretrain_network_g: {p} does not exist")
-    state = torch.load(p, map_location="cpu", weights_only=False)
+    state = load_untrusted(p, what="pretrained weights file (path.pretrain_network_g)")
     if isinstance(state, dict):
         keys = [param_key] if param_key else ["ema", "model", "params_ema", "params", "state_dict"]
         for k in keys:

@@ -235,11 +235,11 @@ class Trainer:
     # ---- checkpoints ---------------------------------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
         return {
-            "step": self.step, "model": self.net.state_dict(), "ema": self.ema.state_dict() if self.ema else None,
+            "format": ckpt_io.FORMAT, "step": self.step, "model": self.net.state_dict(), "ema": self.ema.state_dict() if self.ema else None,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "sampler": self.sampler.state_dict(),
             "history": self.history, "val_history": self.val_history,
-            "config": self.cfg.to_dict(), "config_hash": self.cfg.hash(),
+            "config": ckpt_io.config_to_text(self.cfg.to_dict()), "config_hash": self.cfg.hash(),
         }
 
     def save_checkpoint(self) -> Optional[Path]:
