@@ -10,7 +10,6 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
 from torch import nn
 
 from ..safe_load import load_untrusted
