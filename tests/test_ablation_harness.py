@@ -1,11 +1,12 @@
 """The ablation harness: every (variant, seed) trained and scored, seeds reproduce, agreement is computed."""
+import dataclasses
 import json
 import math
 
 import pytest
 import torch
 
-from restore_core.book.ablation import Variant, load_full, run_ablation
+from restore_core.book.ablation import Variant, load_full, load_stored, run_ablation
 from restore_core.book.results import load_results
 
 # two training steps on 24-px crops, one validation image: the plumbing, not the numbers
@@ -49,21 +50,76 @@ def test_summary_is_mean_and_sample_std(result):
     assert s["PSNR_std"] == pytest.approx(abs(vals[0] - vals[1]) / math.sqrt(2))
 
 
-def test_agreement_is_the_sign_of_our_difference_against_the_papers(result):
+def test_quick_profile_is_a_smoke_run_without_calls(result):
     rows = result.rows()
     ours_full = {m: sum(result.values("full", m)) / 2 for m in ("PSNR", "SSIM")}
     for r in rows:
-        if r["variant"] == "full" or r["paper"] is None:
-            assert r["agrees"] is None
+        assert r["call"] is None and r["agrees"] is None
+        if r["variant"] != "full":
+            assert r["ours_delta"] == pytest.approx(r["ours"] - ours_full[r["metric"]])
+    assert result.agreement_counts() == {"agree": 0, "disagree": 0, "unresolved": 0}
+    assert "smoke run" in repr(result.table())
+
+
+def test_calls_use_the_paired_95_interval(result):
+    """The same runs read as a study profile: per row the per-seed differences to the reference, their mean and
+    Student-t interval (t = 12.706 for 2 seeds); the call follows the interval and the paper's sign."""
+    study = dataclasses.replace(result, profile="cpu")
+    rows = study.rows()
+    for r in rows:
+        if r["variant"] == "full":
+            assert r["call"] is None and r["ours_delta_ci95"] is None
             continue
-        paper_delta = r["paper"] - {"PSNR": 30.0, "SSIM": 0.90}[r["metric"]]
-        ours_delta = r["ours"] - ours_full[r["metric"]]
-        assert r["ours_delta"] == pytest.approx(ours_delta)
-        assert r["agrees"] == ((paper_delta > 0) == (ours_delta > 0))
-    missing = [r for r in rows if r["variant"] == "w/o conv+CA" and r["metric"] == "SSIM"]
-    assert missing[0]["paper"] is None and missing[0]["agrees"] is None
-    counts = result.agreement_counts()
-    assert counts["agree"] + counts["disagree"] == 3
+        d = [a - b for a, b in zip(result.values(r["variant"], r["metric"]), result.values("full", r["metric"]))]
+        mean, s = sum(d) / 2, abs(d[0] - d[1]) / math.sqrt(2)
+        half = 12.706204736 * s / math.sqrt(2)
+        assert r["ours_delta"] == pytest.approx(mean)
+        assert r["ours_delta_ci95"] == pytest.approx([mean - half, mean + half])
+        if r["paper"] is None:
+            assert r["call"] is None
+        elif mean - half <= 0 <= mean + half:
+            assert r["call"] == "unresolved" and r["agrees"] is None
+        else:
+            paper_delta = r["paper"] - {"PSNR": 30.0, "SSIM": 0.90}[r["metric"]]
+            assert r["call"] == ("agrees" if (mean > 0) == (paper_delta > 0) else "disagrees")
+            assert r["agrees"] == (r["call"] == "agrees")
+    counts = study.agreement_counts()
+    assert sum(counts.values()) == 3  # three rows with a paper difference
+    assert "ours Δ [95% CI]" in repr(study.table())
+
+
+def test_baselines_are_scored_on_the_same_validation_set(result):
+    from restore_core.models import BicubicUpsampler
+    from restore_core.train import evaluate, load_config
+    from restore_core.train.builders import build_val_dataset
+
+    assert set(result.baselines) == {"bicubic"}
+    cfg = load_config("mambair/sr_x2", profile="quick", overrides=OVERRIDES)
+    ref = evaluate(BicubicUpsampler(2), build_val_dataset(cfg), cfg.val.metrics, scale=2,
+                   max_images=cfg.val.max_images, progress=False).mean
+    assert result.baselines["bicubic"]["PSNR"] == pytest.approx(ref["psnr"], abs=1e-12)
+    margin = result.margins()["PSNR"]["bicubic"]
+    assert margin == pytest.approx(sum(result.values("full", "PSNR")) / 2 - ref["psnr"])
+    text = repr(result.table())
+    assert "baseline: bicubic" in text
+    fig = result.plot_differences("PSNR")
+    assert any("bicubic" in t.get_text() for t in fig.axes[0].get_legend().get_texts())
+
+
+def test_learning_curve_of_the_reference_variant():
+    res = run_ablation("mambair/sr_x2", VARIANTS[:2], arch="mambair", preset="tiny_sr_x2", profile="quick",
+                       seeds=(0,), overrides=OVERRIDES, metrics=("PSNR",), log=None, curve_points=2,
+                       baselines=False)
+    full, one = res.runs
+    assert [step for step, _ in full["curve"]["val"]] == [1, 2]       # two validations along the way
+    assert [step for step, _ in one["curve"]["val"]] == [2]           # the others: only at the end
+    assert full["curve"]["val"][-1][1]["PSNR"] == full["PSNR"]
+    assert full["curve"]["loss"] and all(math.isfinite(x) for _, x in full["curve"]["loss"])
+    fig = res.plot_learning_curves("PSNR")
+    assert len(fig.axes) == 2 and len(fig.axes[1].lines) == 1
+    with pytest.raises(ValueError, match="equal parts"):
+        run_ablation("mambair/sr_x2", VARIANTS[:1], arch="mambair", preset="tiny_sr_x2", profile="quick",
+                     overrides=OVERRIDES, curve_points=3, log=None)
 
 
 def test_table_and_figure_render(result):
@@ -75,12 +131,18 @@ def test_table_and_figure_render(result):
 
 
 def test_save_round_trips_through_the_results_schema(result, tmp_path):
-    path = result.save("ablation_test", paper="Test", table="T1", scale="2 steps", out_dir=tmp_path)
-    doc = load_results("ablation_test", "quick", tmp_path)
+    study = dataclasses.replace(result, profile="cpu")
+    path = study.save("ablation_test", paper="Test", table="T1", scale="2 steps", out_dir=tmp_path)
+    doc = load_results("ablation_test", "cpu", tmp_path)
     assert doc["reference_variant"] == "full" and len(doc["rows"]) == 6
     assert doc["extra"]["steps"] == 2 and len(doc["extra"]["runs"]) == 6
-    assert json.loads(path.read_text())["profile"] == "quick"
+    assert doc["baselines"]["bicubic"]["PSNR"] == result.baselines["bicubic"]["PSNR"]
+    assert json.loads(path.read_text())["profile"] == "cpu"
     assert load_full("ablation_test", tmp_path) is None
+    back = load_stored("ablation_test", "cpu", tmp_path)   # what a chapter renders from the stored file
+    assert repr(back.table()) == repr(study.table())
+    assert back.rows() == json.loads(json.dumps(study.rows()))
+    assert load_stored("ablation_test", "full", tmp_path) is None
 
 
 def test_bad_arguments_are_named():

@@ -93,7 +93,8 @@ def test_full_runs_into_a_copy_with_parameters(tmp_path, monkeypatch):
     source = (tmp_path / "book" / "01_ok.ipynb").read_bytes()
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    timings = _run(toc, profile="full", seed=3, device="cpu", out_dir=out_dir, nproc=2)
+    # allow_dirty: this test's own checkout may have uncommitted changes (the check is tested below)
+    timings = _run(toc, profile="full", seed=3, device="cpu", out_dir=out_dir, nproc=2, allow_dirty=True)
     copy = tmp_path / "_build" / "executed" / "full" / "01_ok.ipynb"
     assert timings[0].output == copy
     assert (tmp_path / "book" / "01_ok.ipynb").read_bytes() == source  # committed quick notebook untouched
@@ -103,6 +104,44 @@ def test_full_runs_into_a_copy_with_parameters(tmp_path, monkeypatch):
     assert json.loads((out_dir / "ran.json").read_text()) == {"profile": "full"}
     import os
     assert os.environ["BOOK_PROFILE"] == "quick" and "RESTORE_CORE_BOOK_NPROC" not in os.environ
+    assert "RESTORE_CORE_ALLOW_DIRTY" not in os.environ
+
+
+@pytest.mark.parametrize("profile", ["cpu", "full"])
+def test_study_profiles_refuse_a_dirty_tree_unless_allowed(tmp_path, monkeypatch, profile):
+    import restore_core.provenance as prov
+    from restore_core.book.runner import DirtyTreeError, check_clean_tree
+
+    toc = _book(tmp_path, {"01_ok": _nb(PARAMS, "print('ran')")})
+    monkeypatch.setattr(prov, "git_commit", lambda short=False: "abc123+dirty")
+    with pytest.raises(DirtyTreeError, match=f"the {profile} profile stores results, which must come from a "
+                                             "committed tree"):
+        _run(toc, profile=profile)
+    assert not (tmp_path / "_build" / "executed" / profile).exists()  # refused before running anything
+    check_clean_tree("quick", allow_dirty=False)        # the quick profile's outputs are the committed ones
+    check_clean_tree(profile, allow_dirty=True)
+    monkeypatch.setattr(prov, "git_commit", lambda short=False: "abc123")
+    check_clean_tree(profile, allow_dirty=False)
+
+
+def test_study_results_from_a_dirty_tree_are_refused_or_recorded(tmp_path, monkeypatch):
+    import restore_core.book.results as results
+    import restore_core.provenance as prov
+
+    row = [{"variant": "a", "dataset": "d", "metric": "m", "paper": None, "ours": 1.0}]
+    monkeypatch.setattr(prov, "git_commit", lambda short=False: "abc123+dirty")
+    monkeypatch.setattr(results, "RESULTS_DIR", tmp_path)
+    monkeypatch.delenv("RESTORE_CORE_ALLOW_DIRTY", raising=False)
+    with pytest.raises(ValueError, match="only from a committed tree"):
+        results.save_results("c", "cpu", paper="p", table="t", scale="s", rows=row, out_dir=tmp_path)
+    monkeypatch.setenv("RESTORE_CORE_ALLOW_DIRTY", "1")
+    path = results.save_results("c", "cpu", paper="p", table="t", scale="s", rows=row, out_dir=tmp_path)
+    assert json.loads(path.read_text())["provenance"]["dirty_tree_allowed"] is True
+    monkeypatch.delenv("RESTORE_CORE_ALLOW_DIRTY")
+    elsewhere = tmp_path / "elsewhere"            # not the stored results: written, and marked as not allowed
+    doc = json.loads(results.save_results("c", "cpu", paper="p", table="t", scale="s", rows=row,
+                                          out_dir=elsewhere).read_text())
+    assert doc["provenance"]["dirty_tree_allowed"] is False
 
 
 def test_failing_chapter_is_named_and_stops_the_run(tmp_path):

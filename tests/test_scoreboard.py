@@ -11,25 +11,34 @@ from restore_core.book.scoreboard import (chapter_pages, format_value, render_sc
 from restore_core.book.results import all_results
 
 
-def _row(variant, paper, ours, dataset="Set5", metric="PSNR", std=None):
-    return {"variant": variant, "dataset": dataset, "metric": metric, "paper": paper, "ours": ours,
-            "ours_std": std, "seeds": None}
+def _row(variant, paper, ours, dataset="Set5", metric="PSNR", std=None, seeds=None):
+    return {"variant": variant, "dataset": dataset, "metric": metric, "paper": paper,
+            "ours": ours if seeds is None else sum(seeds) / len(seeds), "ours_std": std, "seeds": seeds,
+            "seed_ids": None if seeds is None else list(range(len(seeds)))}
 
 
 @pytest.fixture
 def results(tmp_path):
-    """MambaIR's scan ablation in both profiles (quick agrees with the paper's ordering, full does not for
-    one variant) and an RNAN table without a reference variant."""
+    """MambaIR's scan ablation in three profiles: quick (a smoke run: no calls), cpu (three paired seeds: "one"
+    resolved and agreeing, "two" unresolved), full (three seeds: "one" disagrees, "two" agrees), with a bicubic
+    baseline; and an RNAN table without a reference variant."""
     d = tmp_path / "results"
     paper = {"four": 38.57, "one": 38.53, "two": 38.56}
     save_results("ablation_scan", "quick", paper="MambaIR", table="Table 3: scan directions",
                  scale="DIV2K 16 images | 200 iterations", reference_variant="four", out_dir=d,
                  rows=[_row("four", paper["four"], 30.0), _row("one", paper["one"], 29.5, std=0.01234),
                        _row("two", paper["two"], 29.9)])
+    save_results("ablation_scan", "cpu", paper="MambaIR", table="Table 3: scan directions",
+                 scale="embedded, 1200 iterations, 3 seeds", reference_variant="four", out_dir=d,
+                 baselines={"bicubic": {"PSNR": 29.0}},
+                 rows=[_row("four", paper["four"], None, seeds=[30.0, 30.1, 29.9]),
+                       _row("one", paper["one"], None, seeds=[29.5, 29.6, 29.4]),      # -0.5 every seed
+                       _row("two", paper["two"], None, seeds=[29.9, 30.3, 29.8])])     # -0.1, +0.2, -0.1
     save_results("ablation_scan", "full", paper="MambaIR", table="Table 3: scan directions",
                  scale="DF2K, 20k iterations", reference_variant="four", out_dir=d,
-                 rows=[_row("four", paper["four"], 36.0), _row("one", paper["one"], 36.2),
-                       _row("two", paper["two"], 35.9)])
+                 rows=[_row("four", paper["four"], None, seeds=[36.0, 36.1, 35.9]),
+                       _row("one", paper["one"], None, seeds=[36.2, 36.3, 36.1]),      # +0.2: disagrees
+                       _row("two", paper["two"], None, seeds=[35.9, 36.0, 35.8])])     # -0.1: agrees
     save_results("rnan_params", "quick", paper="RNAN", table="Model size", scale="counted", out_dir=d,
                  rows=[_row("rnan", 7_500_000, 8_960_000.0, dataset="-", metric="params")])
     return d
@@ -41,31 +50,40 @@ def test_empty_results_say_so(tmp_path):
     assert "|" not in text
 
 
-def test_rows_merge_profiles_and_compute_agreement(results):
+def test_rows_merge_profiles_and_make_calls_from_paired_intervals(results):
     rows = scoreboard_rows(all_results(results))
     assert [(r["paper"], r["variant"]) for r in rows] == [
         ("MambaIR", "four"), ("MambaIR", "one"), ("MambaIR", "two"), ("RNAN", "rnan")]
     four, one, two, rnan = rows
-    assert four["reference"] and four["agrees_quick"] is None and four["agrees_full"] is None
-    # paper: one - four = -0.04 < 0; quick: 29.5 - 30 < 0 (agrees); full: 36.2 - 36 > 0 (disagrees)
-    assert one["agrees_quick"] is True and one["agrees_full"] is False
-    assert one["ours_quick"] == 29.5 and one["ours_full"] == 36.2 and one["std_quick"] == 0.01234
-    assert two["agrees_quick"] is True and two["agrees_full"] is True
-    assert rnan["agrees_quick"] is None and rnan["ours_full"] is None
+    assert four["reference"] and all(four[f"call_{p}"] is None for p in ("quick", "cpu", "full"))
+    # quick is a smoke run: no calls, whatever the signs
+    assert one["call_quick"] is None and one["agrees_quick"] is None
+    # paper: one - four = -0.04; cpu: -0.5 on every seed (interval excludes 0): agrees
+    assert one["call_cpu"] == "agrees" and one["agrees_cpu"] is True
+    # cpu: two - four = -0.1, +0.2, -0.1 (interval contains 0): unresolved
+    assert two["call_cpu"] == "unresolved" and two["agrees_cpu"] is None
+    assert one["call_full"] == "disagrees" and one["agrees_full"] is False
+    assert two["call_full"] == "agrees"
+    assert one["ours_quick"] == 29.5 and one["ours_full"] == pytest.approx(36.2) and one["std_quick"] == 0.01234
+    assert rnan["call_quick"] is None and rnan["ours_full"] is None
 
 
 def test_markdown_table_lines(results):
     text = render_scoreboard(results)
     lines = text.splitlines()
     header = next(ln for ln in lines if ln.startswith("| Paper | Table | Variant"))
-    assert header == ("| Paper | Table | Variant | Dataset | Metric | Paper value | Ours (quick) | Order (quick) "
-                      "| Ours (full) | Order (full) |")
-    assert ("| MambaIR | Table 3: scan directions | one | Set5 | PSNR | 38.53 | 29.50 ± 0.0123 | ✓ | 36.20 | ✗ |"
+    assert header == ("| Paper | Table | Variant | Dataset | Metric | Paper value | Ours (quick) | Call (quick) "
+                      "| Ours (cpu) | Call (cpu) | Ours (full) | Call (full) |")
+    assert ("| MambaIR | Table 3: scan directions | one | Set5 | PSNR | 38.53 | 29.50 ± 0.0123 | – | 29.50 | ✓ "
+            "| 36.20 | ✗ |" in lines)
+    assert ("| MambaIR | Table 3: scan directions | two | Set5 | PSNR | 38.56 | 29.90 | – | 30.00 | ≈ | 35.90 | ✓ |"
             in lines)
-    assert "| MambaIR | Table 3: scan directions | four (*ref*) | Set5 | PSNR | 38.57 | 30.00 | – | 36.00 | – |" in lines
-    assert "| RNAN | Model size | rnan | - | params | 7,500,000 | 8,960,000 | – | — |  |" in lines
-    assert "quick: 2 of 2 orderings agree with the paper" in text
-    assert "full: 1 of 2 orderings agree with the paper" in text
+    assert ("| MambaIR | Table 3: scan directions | four (*ref*) | Set5 | PSNR | 38.57 | 30.00 | – | 30.00 | – "
+            "| 36.00 | – |" in lines)
+    assert "| RNAN | Model size | rnan | - | params | 7,500,000 | 8,960,000 | – | — |  | — |  |" in lines
+    assert "quick: a smoke run, no calls" in text
+    assert "cpu: 1 of 2 resolved, 1 of them agreeing" in text
+    assert "full: 2 of 2 resolved, 1 of them agreeing" in text
     # the scale text is quoted per chapter and profile, table pipes escaped
     assert "DIV2K 16 images \\| 200 iterations" in text and "DF2K, 20k iterations" in text
 
@@ -77,15 +95,16 @@ def test_summary_line_per_table_then_every_row_in_a_dropdown(results, tmp_path):
     save_results("ablation_scan_bis", "quick", paper="MambaIR (arXiv:2402.15648)", table="Table 2", scale="s",
                  out_dir=results, rows=[_row("x", None, 1.0)])
     lines = render_scoreboard(results).splitlines()
-    start = lines.index("| Paper | Table | Numbers | With a paper value | Orderings agreeing (quick) "
-                        "| Orderings agreeing (full) |")
-    assert lines[start + 1] == "|---|---|--:|--:|--:|--:|"
+    start = lines.index("| Paper | Table | Numbers | With a paper value | Reference vs baselines (quick) "
+                        "| Calls (cpu) | Reference vs baselines (cpu) | Calls (full) | Reference vs baselines (full) |")
+    assert lines[start + 1] == "|---|---|--:|--:|--:|--:|--:|--:|--:|"
     # papers in the book's order whatever their suffix: MambaIR (both spellings), CU-Mamba, RNAN
     assert lines[start + 2:start + 6] == [
-        "| MambaIR | Table 3: scan directions | 3 | 3 | 2 of 2 | 1 of 2 |",
-        "| MambaIR (arXiv:2402.15648) | Table 2 | 1 | 0 | – | – |",
-        "| CU-Mamba (arXiv:2404.11778) | GoPro | 2 | 2 | 1 of 1 | – |",
-        "| RNAN | Model size | 1 | 1 | – | – |"]
+        "| MambaIR | Table 3: scan directions | 3 | 3 | – | 1 of 2 resolved, 1 of them agreeing | PSNR +1.00 over "
+        "bicubic | 2 of 2 resolved, 1 of them agreeing | – |",
+        "| MambaIR (arXiv:2402.15648) | Table 2 | 1 | 0 | – | – | – | – | – |",
+        "| CU-Mamba (arXiv:2404.11778) | GoPro | 2 | 2 | – | – | – | – | – |",
+        "| RNAN | Model size | 1 | 1 | – | – | – | – | – |"]
     assert lines[start + 6] == "" and lines[start + 7] == ":::{dropdown} All 7 numbers, row by row"
     close = lines.index(":::")
     assert start + 7 < close and lines[close + 2].startswith("**Scale of each reproduction**")
@@ -154,7 +173,8 @@ def test_rows_with_a_paper_dataset_merge_profiles_scored_on_different_data(tmp_p
     rows = scoreboard_rows(all_results(d))
     assert [(r["variant"], r["dataset"]) for r in rows] == [("full", "Urban100"), ("w/o CA", "Urban100")]
     assert rows[1]["ours_quick"] == 29.0 and rows[1]["ours_full"] == 32.5
-    assert rows[1]["agrees_quick"] is True and rows[1]["agrees_full"] is True
+    assert rows[1]["call_quick"] is None                    # a smoke run
+    assert rows[1]["call_full"] == "unresolved"             # one number per row: no interval, no call
     text = render_scoreboard(d)
     assert "quick scale; ours scored on embedded-test (" in text
     assert "full scale (" in text and "ours scored on Urban100" not in text

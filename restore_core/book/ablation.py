@@ -11,8 +11,13 @@ A variant is a set of model-config overrides (the registry's switches) on one pr
 Every run is the training config with ``network_g`` = ``arch`` / ``preset`` / the variant's overrides and
 ``manual_seed = seed`` (which seeds the weights, data order, crops and noise), trained by
 :func:`restore_core.train.train` in memory (no checkpoints) or, with several processes, by ``torchrun`` +
-``restore-core train`` (DDP), with one validation after the last step. Whether a reproduced difference has the paper's sign is computed by
-:func:`restore_core.book.results.ordering_agreement`, never typed.
+``restore-core train`` (DDP), with one validation after the last step (and, for the reference variant,
+``curve_points`` validations along the way: its learning curve). Seeds are paired: every variant runs the same
+seeds, so each variant's difference to the reference is taken seed by seed, and its mean gets a 95% Student-t
+interval. The call ("agrees" / "disagrees" with the paper's sign, or "unresolved" when the interval contains 0)
+is computed by :func:`restore_core.book.results.annotate_calls`, never typed; the quick profile makes none.
+The config's trivial baselines (:mod:`restore_core.book.trivial_baselines`) are scored on the same validation
+set and stored beside the runs.
 """
 from __future__ import annotations
 
@@ -25,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from .results import load_results, ordering_agreement, save_results
+from ..profiles import CALL_PROFILES
+from .results import annotate_calls, load_results, save_results
 
 
 @dataclass
@@ -67,11 +73,29 @@ class AblationResult:
     preset: str
     steps: int
     models: Dict[Any, Any] = field(default_factory=dict, repr=False)  # (variant, seed) -> trained model
+    baselines: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # name -> {metric: value, "info": {...}}
 
     # ---- numbers -------------------------------------------------------------------------------------------
     def values(self, variant: str, metric: str) -> List[float]:
         """Our value of ``metric`` for each seed of ``variant`` (in seed order)."""
         return [r[metric] for r in self.runs if r["variant"] == variant]
+
+    def seeds(self, variant: str) -> List[int]:
+        return [r["seed"] for r in self.runs if r["variant"] == variant]
+
+    @property
+    def makes_calls(self) -> bool:
+        """Whether this profile's numbers are compared with the paper's (the quick profile is a smoke run)."""
+        return self.profile in CALL_PROFILES
+
+    def margins(self) -> Dict[str, Dict[str, float]]:
+        """Per metric, the reference variant's mean minus each baseline's value (positive = the model is better
+        for metrics where higher is better)."""
+        out: Dict[str, Dict[str, float]] = {}
+        for m in self.metrics:
+            ref = self._ref_ours(m)
+            out[m] = {name: ref - float(vals[m]) for name, vals in self.baselines.items() if m in vals}
+        return out
 
     def summary(self) -> List[Dict[str, Any]]:
         """Per variant: params, mean and (sample) std over seeds of every metric, train seconds per seed."""
@@ -96,35 +120,60 @@ class AblationResult:
                 rows.append({"variant": v.name, "dataset": self.dataset, "paper_dataset": self.paper_dataset,
                              "metric": m, "paper": None if paper is None else float(paper),
                              "ours": float(s[m]), "ours_std": s[f"{m}_std"], "seeds": self.values(v.name, m),
-                             "params": s["params"]})
-        return ordering_agreement(rows, self.reference)
+                             "seed_ids": self.seeds(v.name), "params": s["params"]})
+        return annotate_calls(rows, self.reference, self.profile)
 
     def agreement_counts(self) -> Dict[str, int]:
-        """How many comparable rows agree / disagree in sign with the paper (ties and missing numbers excluded)."""
-        agrees = [r["agrees"] for r in self.rows() if r["agrees"] is not None]
-        return {"agree": sum(agrees), "disagree": len(agrees) - sum(agrees)}
+        """Calls over the rows with a paper difference: agree / disagree / unresolved (all 0 for a smoke run)."""
+        calls = [r["call"] for r in self.rows() if r["call"] is not None]
+        return {"agree": calls.count("agrees"), "disagree": calls.count("disagrees"),
+                "unresolved": calls.count("unresolved")}
 
     # ---- display -------------------------------------------------------------------------------------------
     def table(self, digits: Optional[Mapping[str, int]] = None) -> "_HTMLTable":
-        """Paper and ours side by side, one line per variant and metric, as an HTML table (also plain text)."""
+        """Paper and ours side by side, one line per variant and metric, then one per trivial baseline.
+
+        Columns: params, the paper's value, ours (mean ± std over seeds), the paper's and our difference to the
+        reference (ours: mean of the paired per-seed differences with its 95% interval) and the call. A smoke
+        run (quick profile) shows "smoke run" instead of calls.
+        """
         digits = dict(digits or {})
         head = ["variant", "params", "metric", f"paper ({self.paper_dataset})", f"ours ({self.dataset})",
-                "paper Δ", "ours Δ", "same sign?"]
+                "paper Δ", "ours Δ [95% CI]", "call"]
         body = []
+
+        def d_of(metric: str) -> int:
+            return digits.get(metric, 4 if metric.upper() in ("SSIM", "QABF", "VIF") else 2)
+
         for r in self.rows():
-            d = digits.get(r["metric"], 4 if r["metric"].upper() == "SSIM" else 2)
+            d = d_of(r["metric"])
             fmt = (lambda x, d=d: "–" if x is None else f"{x:.{d}f}")
             sfmt = (lambda x, d=d: "–" if x is None else f"{x:+.{d}f}")
             ours = fmt(r["ours"]) + ("" if r["ours_std"] is None else f" ± {r['ours_std']:.{d}f}")
-            same = {True: "yes", False: "no", None: "–"}[r["agrees"]]
+            delta = sfmt(r["ours_delta"])
+            if r["ours_delta_ci95"] is not None:
+                lo, hi = r["ours_delta_ci95"]
+                delta += f" [{lo:+.{d}f}, {hi:+.{d}f}]"
             if r["variant"] == self.reference:
-                same = "(reference)"
+                call = "(reference)"
+            elif not self.makes_calls:
+                call = "smoke run"
+            else:
+                call = r["call"] or "– (no paper Δ)"
             body.append([r["variant"], f"{r['params']:,}", r["metric"], fmt(r["paper"]), ours,
-                         sfmt(r["paper_delta"]), sfmt(r["ours_delta"]), same])
+                         sfmt(r["paper_delta"]), delta, call])
+        for name, vals in self.baselines.items():
+            for m in self.metrics:
+                if m in vals:
+                    d = d_of(m)
+                    margin = self._ref_ours(m) - float(vals[m])
+                    body.append([f"baseline: {name}", "0", m, "–", f"{float(vals[m]):.{d}f}", "–",
+                                 f"reference {margin:+.{d}f} over it", ""])
         return _HTMLTable(head, body)
 
     def plot_differences(self, metric: Optional[str] = None, ax: Any = None) -> Any:
-        """Bars of (variant - reference) for the paper and for us (mean ± std over seeds); returns the Figure."""
+        """Bars of (variant - reference): the paper's, and ours (mean of the paired differences, 95% interval as
+        error bars); dashed lines: each trivial baseline minus the reference. Returns the Figure."""
         import matplotlib.pyplot as plt
 
         metric = metric or self.metrics[0]
@@ -136,16 +185,54 @@ class AblationResult:
         xs = list(range(len(rows)))
         w = 0.38
         paper = [math.nan if r["paper_delta"] is None else r["paper_delta"] for r in rows]
-        ours = [r["ours_delta"] if r["ours_delta"] is not None else r["ours"] - self._ref_ours(metric) for r in rows]
-        err = [r["ours_std"] or 0.0 for r in rows]
+        ours = [r["ours_delta"] for r in rows]
+        lo = [0.0 if r["ours_delta_ci95"] is None else r["ours_delta"] - r["ours_delta_ci95"][0] for r in rows]
+        hi = [0.0 if r["ours_delta_ci95"] is None else r["ours_delta_ci95"][1] - r["ours_delta"] for r in rows]
         ax.bar([x - w / 2 for x in xs], paper, w, label=f"paper ({self.paper_dataset})", color="tab:gray")
-        ax.bar([x + w / 2 for x in xs], ours, w, yerr=err, capsize=3, label=f"ours ({self.dataset}, {self.profile})",
-               color="tab:blue")
+        ax.bar([x + w / 2 for x in xs], ours, w, yerr=[lo, hi], capsize=3,
+               label=f"ours ({self.dataset}, {self.profile}; 95% CI)", color="tab:blue")
+        ref = self._ref_ours(metric)
+        styles = iter(["--", ":", "-."])
+        for name, vals in self.baselines.items():
+            if metric in vals:
+                ax.axhline(float(vals[metric]) - ref, color="tab:red", lw=1, ls=next(styles, "--"),
+                           label=f"baseline {name} − reference")
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xticks(xs)
         ax.set_xticklabels([r["variant"] for r in rows], rotation=20, ha="right")
         ax.set_ylabel(f"Δ{metric} vs {self.reference}")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        return fig
+
+    def plot_learning_curves(self, metric: Optional[str] = None) -> Any:
+        """The reference variant's training loss and validation ``metric`` against steps, one line per seed, with
+        the trivial baselines' values as horizontal lines. Returns the Figure."""
+        import matplotlib.pyplot as plt
+
+        metric = metric or self.metrics[0]
+        fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(7.0, 2.8))
+        for r in self.runs:
+            if r["variant"] != self.reference or not r.get("curve"):
+                continue
+            loss = r["curve"].get("loss") or []
+            val = [(step, v[metric]) for step, v in r["curve"].get("val") or [] if metric in v]
+            if loss:
+                ax_loss.plot([p[0] for p in loss], [p[1] for p in loss], lw=1, label=f"seed {r['seed']}")
+            if val:
+                ax_val.plot([p[0] for p in val], [p[1] for p in val], marker="o", ms=3, lw=1,
+                            label=f"seed {r['seed']}")
+        for name, vals in self.baselines.items():
+            if metric in vals:
+                ax_val.axhline(float(vals[metric]), color="tab:red", lw=1, ls="--", label=name)
+        ax_loss.set_xlabel("step")
+        ax_loss.set_ylabel("training loss")
+        ax_loss.set_yscale("log")
+        ax_val.set_xlabel("step")
+        ax_val.set_ylabel(f"{metric} ({self.dataset})")
+        ax_val.legend(fontsize=7)
+        ax_loss.set_title(f"{self.reference}: training loss", fontsize=9)
+        ax_val.set_title(f"{self.reference}: validation {metric}", fontsize=9)
         fig.tight_layout()
         return fig
 
@@ -157,10 +244,12 @@ class AblationResult:
              extra: Optional[Dict[str, Any]] = None) -> Any:
         """Write ``book/results/<chapter>.<profile>.json`` (see :mod:`restore_core.book.results`)."""
         info = {"config": self.config, "arch": self.arch, "preset": self.preset, "steps": self.steps,
-                "runs": self.runs, "agreement": self.agreement_counts()}
+                "runs": self.runs, "agreement": self.agreement_counts(), "margins": self.margins(),
+                "minutes": round(sum(r["seconds"] for r in self.runs) / 60, 1)}
         info.update(extra or {})
         return save_results(chapter, self.profile, paper=paper, table=table, scale=scale, rows=self.rows(),
-                            reference_variant=self.reference, extra=info, device=device, out_dir=out_dir)
+                            reference_variant=self.reference, baselines=self.baselines, extra=info,
+                            device=device, out_dir=out_dir)
 
 
 class _HTMLTable:
@@ -185,18 +274,54 @@ def load_full(chapter: str, out_dir: Any = None) -> Optional[Dict[str, Any]]:
     return load_results(chapter, "full", out_dir)
 
 
-def _variant_overrides(arch: str, preset: str, variant: Variant, seed: int, total_iter: int) -> List[str]:
-    """Config overrides that make one (variant, seed) run: network, seed, one validation after the last step."""
+def load_stored(chapter: str, profile: str, out_dir: Any = None) -> Optional[AblationResult]:
+    """A stored ablation (``book/results/<chapter>.<profile>.json``) as an :class:`AblationResult` whose table,
+    plots and learning curves render exactly as after a live run; None when that profile has not been run."""
+    doc = load_results(chapter, profile, out_dir)
+    return None if doc is None else result_from_document(doc)
+
+
+def result_from_document(doc: Mapping[str, Any]) -> AblationResult:
+    """Rebuild an :class:`AblationResult` from a results document written by :meth:`AblationResult.save`."""
+    extra = doc.get("extra") or {}
+    if "runs" not in extra:
+        raise ValueError(f"results of {doc.get('chapter')!r} ({doc.get('profile')}) hold no per-run records")
+    variants: Dict[str, Variant] = {}
+    metrics: List[str] = []
+    for r in doc["rows"]:
+        v = variants.setdefault(r["variant"], Variant(r["variant"]))
+        if r.get("paper") is not None:
+            v.paper[r["metric"]] = r["paper"]
+        if r["metric"] not in metrics:
+            metrics.append(r["metric"])
+    first = doc["rows"][0]
+    return AblationResult(list(variants.values()), metrics, list(extra["runs"]), first["dataset"],
+                          first.get("paper_dataset") or "", doc.get("reference_variant") or first["variant"],
+                          doc["profile"], extra.get("config", ""), extra.get("arch", ""), extra.get("preset", ""),
+                          int(extra.get("steps", 0)), baselines=dict(doc.get("baselines") or {}))
+
+
+def _variant_overrides(arch: str, preset: str, variant: Variant, seed: int, total_iter: int,
+                       val_every: Optional[int] = None) -> List[str]:
+    """Config overrides that make one (variant, seed) run: network, seed, validations (every ``val_every``
+    steps, default only after the last step)."""
     out = [f"network_g.type={arch}", f"network_g.preset={preset}", f"manual_seed={int(seed)}",
-           f"val.val_freq={int(total_iter)}"]
+           f"val.val_freq={int(val_every or total_iter)}"]
     # JSON is YAML: strings stay strings ("1d"), booleans and lists survive the round trip
     out += [f"network_g.{k}={json.dumps(v)}" for k, v in variant.overrides.items()]
     return out
 
 
+def _curve(history: Sequence[Mapping[str, Any]], val_history: Sequence[Mapping[str, Any]],
+           keys: Mapping[str, str]) -> Dict[str, Any]:
+    """A run's learning curve: ``{"loss": [[step, loss], ...], "val": [[step, {table metric: value}], ...]}``."""
+    return {"loss": [[int(h["step"]), float(h["loss"])] for h in history if "loss" in h],
+            "val": [[int(v["step"]), {m: float(v[k]) for m, k in keys.items() if k in v}] for v in val_history]}
+
+
 def _train_distributed(config: str, profile: str, overrides: Sequence[str], nproc: int, out_dir: Path,
                        device: Optional[str]) -> Dict[str, Any]:
-    """One run under torchrun (``restore-core train``); returns the last validation's metrics."""
+    """One run under torchrun (``restore-core train``); returns its train log (``history``, ``val_history``)."""
     from ..train.distributed import launch_train
 
     extra = ["--out", str(out_dir), "--no-progress"] + (["--device", device] if device else [])
@@ -204,30 +329,36 @@ def _train_distributed(config: str, profile: str, overrides: Sequence[str], npro
     log = json.loads((out_dir / "train_log.json").read_text())
     if not log["val_history"]:
         raise RuntimeError(f"{out_dir}: the distributed run wrote no validation")
-    return {k: v for k, v in log["val_history"][-1].items() if k != "step"}
+    return log
 
 
 def run_ablation(config: str, variants: Sequence[Variant], *, arch: str, preset: str, profile: str,
                  seeds: Sequence[int] = (0,), device: Optional[str] = None, overrides: Sequence[str] = (),
                  paper_dataset: str = "", metrics: Sequence[str] = ("PSNR", "SSIM"),
                  reference: Optional[str] = None, progress: bool = False, nproc: Optional[int] = None,
-                 runs_dir: Optional[str] = None, log: Any = print, keep_models: bool = False) -> AblationResult:
+                 runs_dir: Optional[str] = None, log: Any = print, keep_models: bool = False,
+                 baselines: bool = True, curve_points: int = 0) -> AblationResult:
     """Train and evaluate every (variant, seed); see the module docstring.
 
     config: a training config name or path (its ``profile`` section applies); overrides: dotted config overrides
     (``"train.total_iter=150"``); metrics: the table's metric names, matched case-insensitively to the config's
     validation metrics; reference: the row differences are taken against (default: the first variant).
     Each run's network is the config's ``network_g`` set to ``arch`` / ``preset`` / the variant's overrides, so
-    the config's ``scale`` is injected exactly as in ``restore-core train``.
+    the config's ``scale`` is injected exactly as in ``restore-core train``. Every variant runs every seed
+    (paired differences).
     nproc: processes per run (default ``RESTORE_CORE_BOOK_NPROC``, i.e. ``restore-core book run --nproc``); above 1
     every run is a ``torchrun`` of ``restore-core train`` (DDP) writing its experiment folder under ``runs_dir``
     (default ``experiments/ablation``); at 1 the runs train in this process and write nothing.
     ``log`` gets one line per finished run (``None`` for silence). ``keep_models``: keep each in-process run's
     trained model (eval mode) in ``result.models[(variant, seed)]`` (e.g. to show its output); not for nproc > 1.
+    baselines: score the config's trivial baselines on the validation set (``result.baselines``).
+    curve_points: validate the reference variant this many times along training (its learning curve; 0: only at
+    the end). Every run's training-loss curve is kept in ``runs[i]["curve"]``.
     """
     from ..train import load_config, train
     from ..train.builders import build_network
     from .runner import train_nproc
+    from .trivial_baselines import score_baselines
 
     if not variants:
         raise ValueError("run_ablation needs at least one variant")
@@ -239,6 +370,8 @@ def run_ablation(config: str, variants: Sequence[Variant], *, arch: str, preset:
         raise ValueError(f"reference {reference!r} is not one of the variants {names}")
     if not seeds:
         raise ValueError("run_ablation needs at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct, got {list(seeds)}")
     nproc = train_nproc() if nproc is None else int(nproc)
     if keep_models and nproc > 1:
         raise ValueError("keep_models needs in-process runs (nproc 1): torchrun runs leave their weights in "
@@ -250,26 +383,34 @@ def run_ablation(config: str, variants: Sequence[Variant], *, arch: str, preset:
         raise ValueError(f"config {config!r} has no validation set or metrics to score the variants with")
     keys = {m: _metric_key(m, list(base.val.metrics)) for m in metrics}
     dataset = base.datasets["val"].name or "val"
+    total = base.train.total_iter
+    curve_every = total // curve_points if curve_points > 0 else None
+    if curve_every is not None and total % curve_points:
+        raise ValueError(f"curve_points={curve_points} must split train.total_iter={total} into equal parts, so "
+                         f"that the last validation is at the last step")
 
     runs: List[Dict[str, Any]] = []
     models: Dict[Any, Any] = {}
     for v in variants:
         for seed in seeds:
-            run_over = _variant_overrides(arch, preset, v, seed, base.train.total_iter)
+            run_over = _variant_overrides(arch, preset, v, seed, total,
+                                          curve_every if v.name == reference else None)
             cfg = base.with_overrides(run_over)
             t0 = time.perf_counter()
             if nproc > 1:
                 slug = "".join(c if c.isalnum() else "_" for c in v.name)
                 out = Path(runs_dir or "experiments/ablation") / base.name / f"{slug}_seed{seed}"
-                final = _train_distributed(config, profile, [*overrides, *run_over], nproc, out, device)
+                train_log = _train_distributed(config, profile, [*overrides, *run_over], nproc, out, device)
+                history, val_history = train_log.get("history", []), train_log["val_history"]
                 params = sum(p.numel() for p in build_network(cfg).parameters())
-                steps = base.train.total_iter
+                steps = total
             else:
                 res = train(cfg, device=device, save_checkpoints=False, progress=progress)
-                final, steps = res.final_metrics, res.steps
+                history, val_history, steps = res.history, res.val_history, res.steps
                 params = sum(p.numel() for p in res.model.parameters())
                 if keep_models:
                     models[(v.name, int(seed))] = res.model
+            final = {k: val for k, val in val_history[-1].items() if k != "step"}
             run = {"variant": v.name, "seed": int(seed), "params": params, "steps": steps,
                    "seconds": round(time.perf_counter() - t0, 2)}
             for m, k in keys.items():
@@ -277,8 +418,10 @@ def run_ablation(config: str, variants: Sequence[Variant], *, arch: str, preset:
                 if not math.isfinite(value):
                     raise FloatingPointError(f"variant {v.name!r} seed {seed}: {m} is {value}")
                 run[m] = value
+            run["curve"] = _curve(history, val_history, keys)
             runs.append(run)
             if log is not None:
                 log(f"{v.name} (seed {seed}): " + ", ".join(f"{m} {run[m]:.4f}" for m in keys))
+    scored = score_baselines(base, keys) if baselines else {}
     return AblationResult(list(variants), list(metrics), runs, dataset, paper_dataset, reference, profile,
-                          config, arch, preset, base.train.total_iter, models)
+                          config, arch, preset, total, models, scored)

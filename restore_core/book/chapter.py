@@ -14,14 +14,14 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
+from ..profiles import PROFILES
 from ..provenance import device_name, git_commit
 from .. import __version__
 
-PROFILES = ("quick", "full")
 
 
 def resolve_profile(profile: str) -> str:
-    """``BOOK_PROFILE`` if set, else ``profile``; raises on anything but "quick" / "full"."""
+    """``BOOK_PROFILE`` if set, else ``profile``; raises on anything but a name of :data:`PROFILES`."""
     chosen = os.environ.get("BOOK_PROFILE", profile)
     if chosen not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {chosen!r}")

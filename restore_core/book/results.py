@@ -6,13 +6,17 @@ Schema (all keys required unless marked optional)::
       "chapter": "ablation_mambair",            # notebook stem without the number prefix
       "paper": "MambaIR",
       "table": "Table 2: ablation of the RSSB",  # what the paper calls it
-      "profile": "quick" | "full",
+      "profile": "quick" | "cpu" | "full",
       "scale": "free text: data, iterations, patch, model width, seeds -- stated honestly",
       "reference_variant": "full",              # optional: the row others are compared with
       "rows": [                                  # one per (variant, dataset, metric)
         {"variant": "full", "dataset": "Set5", "metric": "PSNR",
-         "paper": 38.57 | null, "ours": 30.12, "ours_std": 0.03 | null, "seeds": [30.1, 30.14] | null}
+         "paper": 38.57 | null, "ours": 30.12, "ours_std": 0.03 | null, "seeds": [30.1, 30.14] | null,
+         "seed_ids": [0, 1],                     # optional: which seed each value is (paired differences)
+         "paper_delta", "ours_delta", "ours_delta_ci95": [lo, hi] | null,   # optional, vs the reference
+         "call": "agrees" | "disagrees" | "unresolved" | null, "agrees": true | false | null}
       ],
+      "baselines": {"bicubic": {"PSNR": 31.66, "SSIM": 0.896}},  # optional: trivial baselines, same data/metrics
       "provenance": {...}                        # restore_core.provenance.provenance(...)
       "extra": {...}                             # optional, chapter-specific
     }
@@ -25,12 +29,14 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from ..profiles import CALL_PROFILES, PROFILES
 from ..provenance import provenance
 from ..fsutil import atomic_write_json
 
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "book" / "results"
+RESULTS_OUT_ENV = "RESTORE_CORE_RESULTS_OUT"
 _REQUIRED = ("chapter", "paper", "table", "profile", "scale", "rows", "provenance")
 _ROW_KEYS = ("variant", "dataset", "metric", "paper", "ours")
 
@@ -44,30 +50,55 @@ def validate_results(doc: Dict[str, Any]) -> None:
     for k in _REQUIRED:
         if k not in doc:
             raise ValueError(f"results document lacks key {k!r}")
-    if doc["profile"] not in ("quick", "full"):
-        raise ValueError(f"profile must be quick or full, got {doc['profile']!r}")
+    if doc["profile"] not in PROFILES:
+        raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {doc['profile']!r}")
     for i, row in enumerate(doc["rows"]):
         for k in _ROW_KEYS:
             if k not in row:
                 raise ValueError(f"row {i} lacks key {k!r}: {row}")
         if row["ours"] is not None and not math.isfinite(float(row["ours"])):
             raise ValueError(f"row {i} has a non-finite value: {row}")
+    for name, vals in (doc.get("baselines") or {}).items():
+        if not isinstance(vals, dict) or not any(isinstance(v, (int, float)) for v in vals.values()):
+            raise ValueError(f"baseline {name!r}: expected {{metric: value}}, got {vals!r}")
 
 
 def save_results(chapter: str, profile: str, *, paper: str, table: str, scale: str,
                  rows: List[Dict[str, Any]], reference_variant: Optional[str] = None,
+                 baselines: Optional[Dict[str, Dict[str, Any]]] = None,
                  extra: Optional[Dict[str, Any]] = None, device: Any = None,
                  out_dir: Optional[os.PathLike] = None) -> Path:
-    """Validate and write a results document atomically; returns its path."""
+    """Validate and write a results document atomically; returns its path.
+
+    out_dir: where to write (default :func:`results_out_dir`: ``$RESTORE_CORE_RESULTS_OUT`` when set, which the
+    test suite points at a temporary folder, else ``book/results/``).
+    """
+    target = Path(out_dir) if out_dir is not None else results_out_dir()
+    prov = provenance(device)
+    if str(prov.get("commit", "")).endswith("+dirty") and profile != "quick":
+        allowed = bool(os.environ.get("RESTORE_CORE_ALLOW_DIRTY"))
+        if not allowed and target.resolve() == RESULTS_DIR.resolve():
+            raise ValueError(f"{profile}-profile results go to {RESULTS_DIR} only from a committed tree (the "
+                             f"tree has uncommitted changes); commit first, write them elsewhere (out_dir), or "
+                             f"run `restore-core book run --allow-dirty`, which records it")
+        prov["dirty_tree_allowed"] = allowed
     doc: Dict[str, Any] = {"chapter": chapter, "paper": paper, "table": table, "profile": profile,
-                           "scale": scale, "rows": rows, "provenance": provenance(device)}
+                           "scale": scale, "rows": rows, "provenance": prov}
     if reference_variant is not None:
         doc["reference_variant"] = reference_variant
+    if baselines:
+        doc["baselines"] = baselines
     if extra:
         doc["extra"] = extra
     validate_results(doc)
-    path = results_path(chapter, profile, out_dir)
+    path = results_path(chapter, profile, target)
     return atomic_write_json(path, doc)
+
+
+def results_out_dir() -> Path:
+    """Where chapters write results: ``$RESTORE_CORE_RESULTS_OUT`` if set, else ``book/results/``. Reading
+    always uses ``book/results/`` (the stored results a chapter shows)."""
+    return Path(os.environ.get(RESULTS_OUT_ENV) or RESULTS_DIR)
 
 
 def load_results(chapter: str, profile: str, out_dir: Optional[os.PathLike] = None) -> Optional[Dict[str, Any]]:
@@ -117,6 +148,88 @@ def ordering_agreement(rows: Sequence[Dict[str, Any]], reference_variant: str, t
             r2.update(paper_delta=pd_, ours_delta=od, agrees=None if sp == 0 or so == 0 else sp == so)
         out.append(r2)
     return out
+
+
+def t_quantile(level: float, dof: int) -> float:
+    """The two-sided Student-t quantile: ``t`` with P(|T| <= t) = level for ``dof`` degrees of freedom."""
+    from scipy.stats import t as student_t
+
+    return float(student_t.ppf(0.5 + level / 2, dof))
+
+
+def paired_interval(diffs: Sequence[float], level: float = 0.95) -> Tuple[float, Optional[List[float]]]:
+    """Mean of paired differences and its Student-t interval ``[lo, hi]`` (None with fewer than 2 pairs).
+
+    ``mean ± t_{(1+level)/2, n-1} · s / sqrt(n)``, s the sample standard deviation of the differences.
+    """
+    d = [float(x) for x in diffs]
+    if not d:
+        raise ValueError("paired_interval needs at least one difference")
+    mean = sum(d) / len(d)
+    if len(d) < 2:
+        return mean, None
+    s = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1))
+    half = t_quantile(level, len(d) - 1) * s / math.sqrt(len(d))
+    return mean, [mean - half, mean + half]
+
+
+def call_from_interval(ci: Optional[Sequence[float]], paper_delta: Optional[float]) -> Optional[str]:
+    """"agrees" / "disagrees" (our interval excludes 0, on the paper's side or not), "unresolved" (it contains 0
+    or there is no interval), None where the paper gives no difference (or a zero one)."""
+    if paper_delta is None or paper_delta == 0:
+        return None
+    if ci is None or ci[0] <= 0 <= ci[1]:
+        return "unresolved"
+    ours_positive = ci[0] > 0
+    return "agrees" if ours_positive == (paper_delta > 0) else "disagrees"
+
+
+def annotate_calls(rows: Sequence[Dict[str, Any]], reference_variant: str, profile: str,
+                   level: float = 0.95) -> List[Dict[str, Any]]:
+    """Per row: the paired difference to the reference variant over seeds, its interval, and the call.
+
+    Adds ``paper_delta``, ``ours_delta`` (mean of the per-seed differences), ``ours_delta_ci95`` ([lo, hi] or
+    None), ``call`` and ``agrees`` (True / False for "agrees" / "disagrees", else None). Rows pair by
+    ``seed_ids`` when both rows have them, else by position in ``seeds``. The quick profile is a smoke run and
+    makes no calls (``call`` None); rows without per-seed values fall back to the difference of the means.
+    """
+    ref = {(r["dataset"], r["metric"]): r for r in rows if r["variant"] == reference_variant}
+    out = []
+    for r in rows:
+        r2 = dict(r)
+        base = ref.get((r["dataset"], r["metric"]))
+        r2.update(paper_delta=None, ours_delta=None, ours_delta_ci95=None, call=None, agrees=None)
+        if base is not None and r["variant"] != reference_variant:
+            if r.get("paper") is not None and base.get("paper") is not None:
+                r2["paper_delta"] = float(r["paper"]) - float(base["paper"])
+            diffs = _paired_differences(r, base)
+            if diffs:
+                r2["ours_delta"], r2["ours_delta_ci95"] = paired_interval(diffs, level)
+            else:
+                r2["ours_delta"] = float(r["ours"]) - float(base["ours"])
+            if profile in CALL_PROFILES:
+                r2["call"] = call_from_interval(r2["ours_delta_ci95"], r2["paper_delta"])
+                r2["agrees"] = {"agrees": True, "disagrees": False}.get(r2["call"])
+        out.append(r2)
+    return out
+
+
+def _paired_differences(row: Dict[str, Any], base: Dict[str, Any]) -> List[float]:
+    a, b = row.get("seeds"), base.get("seeds")
+    if not a or not b:
+        return []
+    ia, ib = row.get("seed_ids"), base.get("seed_ids")
+    if ia and ib:
+        by_seed = dict(zip(ib, b))
+        missing = [s for s in ia if s not in by_seed]
+        if missing:
+            raise ValueError(f"variant {row['variant']!r} has seeds {missing} that the reference lacks: "
+                             f"differences must be paired")
+        return [x - by_seed[s] for s, x in zip(ia, a)]
+    if len(a) != len(b):
+        raise ValueError(f"variant {row['variant']!r} has {len(a)} seeds, the reference {len(b)}: "
+                         f"differences must be paired")
+    return [x - y for x, y in zip(a, b)]
 
 
 def kendall_tau(a: Iterable[float], b: Iterable[float]) -> float:

@@ -6,8 +6,11 @@
   profile's outputs are what the repository commits and what nbval compares in CI. Each chapter runs into a
   temporary file that replaces the notebook only when it succeeded, so a failing chapter never leaves the
   committed notebook half-executed (the failed copy is kept under ``_build/executed/failed/``).
-* **full**: every chapter is executed into a separate copy, ``_build/executed/full/NN_name.ipynb``, and the
-  committed notebooks keep their quick outputs. (The copies live outside ``book/`` so that nbval, which
+* **cpu** and **full**: every chapter is executed into a separate copy, ``_build/executed/<profile>/NN_name.ipynb``,
+  and the committed notebooks keep their quick outputs; the chapters write ``book/results/<chapter>.<profile>.json``,
+  which the committed chapters and the scoreboard then show. These results must come from a committed tree: the
+  runner refuses a tree with uncommitted changes to tracked files unless ``allow_dirty`` is given, which the
+  results' provenance then records (``dirty_tree_allowed``). (The copies live outside ``book/`` so that nbval, which
   collects every notebook under ``book/``, never compares a full-profile copy with quick-profile outputs.) The chapters themselves write their results to
   ``book/results/<chapter>.full.json`` (:func:`restore_core.book.results.save_results`), which the scoreboard
   on the landing page picks up.
@@ -40,6 +43,7 @@ from .chapter import PROFILES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NPROC_ENV = "RESTORE_CORE_BOOK_NPROC"
+ALLOW_DIRTY_ENV = "RESTORE_CORE_ALLOW_DIRTY"
 _DEFAULTS: Dict[str, Any] = {"profile": "quick", "seed": 0, "device": None, "out_dir": None}
 
 
@@ -220,16 +224,35 @@ def executed_path(nb_path: Path, profile: str, executed_dir: Path) -> Path:
     return nb_path if profile == "quick" else executed_dir / profile / nb_path.name
 
 
+class DirtyTreeError(ValueError):
+    """Results of a study profile were asked for from a tree with uncommitted changes."""
+
+
+def check_clean_tree(profile: str, allow_dirty: bool) -> None:
+    """Raise :class:`DirtyTreeError` when ``profile`` stores results (cpu, full) and tracked files have
+    uncommitted changes, unless ``allow_dirty``."""
+    from ..provenance import git_commit
+
+    if profile == "quick" or allow_dirty:
+        return
+    commit = git_commit()
+    if commit.endswith("+dirty"):
+        raise DirtyTreeError(f"the {profile} profile stores results, which must come from a committed tree, but "
+                             f"{REPO_ROOT} has uncommitted changes to tracked files: commit them first (or pass "
+                             f"--allow-dirty, which the results file then records)")
+
+
 def run_book(profile: str = "quick", chapters: Optional[Sequence[str]] = None, device: Optional[str] = None,
              seed: int = 0, out_dir: Optional[os.PathLike] = None, nproc: int = 1,
              toc: os.PathLike = REPO_ROOT / "_toc.yml", kernel: str = "python3", log_output: bool = False,
              execution_timeout: Optional[int] = None, scoreboard: bool = True,
              results_dir: Optional[os.PathLike] = None, scoreboard_path: Optional[os.PathLike] = None,
-             progress: bool = True, echo=print) -> List[ChapterTiming]:
+             progress: bool = True, echo=print, allow_dirty: bool = False) -> List[ChapterTiming]:
     """Execute the book's chapters (all of ``_toc.yml``, or those named in ``chapters``) and regenerate the
     scoreboard; returns the per-chapter timings (also printed as a summary table).
 
-    profile: "quick" (CPU, in place) or "full" (GPU profile, into _build/executed/full/ next to the toc).
+    profile: "quick" (CPU smoke run, in place), "cpu" (CPU study) or "full" (GPU profile), the last two into
+    _build/executed/<profile>/ next to the toc, from a committed tree (:func:`check_clean_tree`).
     device, seed, out_dir: chapter parameters (``out_dir`` is where chapters store what they write).
     nproc: processes for chapters' training under torchrun (see the module docstring).
     Stops at the first failing chapter with :class:`ChapterFailed` naming it.
@@ -242,13 +265,14 @@ def run_book(profile: str = "quick", chapters: Optional[Sequence[str]] = None, d
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
     if nproc < 1:
         raise ValueError(f"nproc must be >= 1, got {nproc}")
+    check_clean_tree(profile, allow_dirty)
     toc = Path(toc)
     executed_dir = toc.parent / "_build" / "executed"
     todo = select_chapters(toc_chapters(toc), chapters)
     if not todo:
         echo(f"no notebook chapters listed in {toc}")
     params = chapter_parameters(profile, seed=seed, device=device, out_dir=out_dir)
-    env_keys = {"BOOK_PROFILE": profile, NPROC_ENV: str(nproc)}
+    env_keys = {"BOOK_PROFILE": profile, NPROC_ENV: str(nproc), ALLOW_DIRTY_ENV: "1" if allow_dirty else ""}
     saved = {k: os.environ.get(k) for k in env_keys}
     os.environ.update(env_keys)
     timings: List[ChapterTiming] = []

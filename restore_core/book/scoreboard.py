@@ -5,11 +5,13 @@
 ``restore-core book scoreboard``, by the book runner after the chapters ran, and by Sphinx itself at the start of
 every HTML build (:mod:`restore_core.book.sphinx_ext`), so the page can never be stale or missing. With no results stored yet the page says so plainly.
 
-Layout: a summary with one line per paper table (how many numbers, how many have a paper value, how many
-orderings agree, per profile), then, in a dropdown, one row per (paper, table, variant, dataset, metric): the
-paper's value, ours in the quick and the full profile (mean ± std over seeds where stored), and whether the sign
-of our difference to the chapter's reference variant agrees with the paper's
-(:func:`restore_core.book.results.ordering_agreement`).
+Layout: a summary with one line per paper table (how many numbers, how many have a paper value; per profile
+that makes calls (cpu, full) how many rows are resolved and how many of those agree with the paper; the reference
+model's margin over the best trivial baseline), then, in a dropdown, one row per (paper, table, variant, dataset,
+metric): the paper's value, ours per profile (mean ± std over seeds where stored) and the call
+(:func:`restore_core.book.results.annotate_calls`): our paired difference to the chapter's reference variant, with
+its 95% interval, agrees or disagrees in sign with the paper's only when the interval excludes 0; otherwise it is
+unresolved. The quick profile is a smoke run and makes no calls.
 """
 from __future__ import annotations
 
@@ -22,15 +24,18 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import yaml
 
 from ..fsutil import atomic_write_text
-from .results import RESULTS_DIR, all_results, ordering_agreement
+from ..profiles import PROFILES
+from ..profiles import CALL_PROFILES
+from .results import RESULTS_DIR, all_results, annotate_calls
 from .runner import toc_entries
 
 GENERATED_PATH = RESULTS_DIR.parent / "_generated" / "scoreboard.md"
 TOC_PATH = RESULTS_DIR.parents[1] / "_toc.yml"
-PROFILE_ORDER = ("quick", "full")
+PROFILE_ORDER = PROFILES
 _PAPER_ORDER = ("MambaIR", "CU-Mamba", "FusionMamba", "RNAN")
 
-AGREES, DISAGREES, NO_CALL = "✓", "✗", "–"
+AGREES, DISAGREES, UNRESOLVED, NO_CALL = "✓", "✗", "≈", "–"
+_MARKS = {"agrees": AGREES, "disagrees": DISAGREES, "unresolved": UNRESOLVED, None: NO_CALL}
 
 
 def format_value(x: Optional[float], std: Optional[float] = None) -> str:
@@ -75,8 +80,8 @@ def chapter_pages(toc: Optional[os.PathLike] = None, srcdir: Optional[os.PathLik
     return pages
 
 
-def _agreement_mark(agrees: Optional[bool]) -> str:
-    return NO_CALL if agrees is None else (AGREES if agrees else DISAGREES)
+def _call_mark(call: Optional[str]) -> str:
+    return _MARKS[call]
 
 
 def _paper_rank(paper: str) -> int:
@@ -102,13 +107,14 @@ def _group_documents(docs: Sequence[Dict[str, Any]]) -> "OrderedDict[Tuple[str, 
 def _annotated_rows(doc: Dict[str, Any]) -> List[Dict[str, Any]]:
     ref = doc.get("reference_variant")
     if ref is None:
-        return [dict(r, agrees=None) for r in doc["rows"]]
-    return ordering_agreement(doc["rows"], ref)
+        return [dict(r, agrees=None, call=None) for r in doc["rows"]]
+    return annotate_calls(doc["rows"], ref, doc["profile"])
 
 
 def scoreboard_rows(docs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """One dict per table row: paper, table, chapter, variant, dataset, metric, paper_value, and per profile
-    ``ours_<profile>``, ``std_<profile>``, ``agrees_<profile>`` (None where that profile has no row)."""
+    ``ours_<profile>``, ``std_<profile>``, ``call_<profile>``, ``agrees_<profile>`` (None where that profile has
+    no row or makes no call)."""
     out: List[Dict[str, Any]] = []
     for (paper, table, chapter), by_profile in _group_documents(docs).items():
         merged: "OrderedDict[Tuple[str, str, str], Dict[str, Any]]" = OrderedDict()
@@ -124,12 +130,13 @@ def scoreboard_rows(docs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
                     "paper": paper, "table": table, "chapter": chapter, "variant": r["variant"],
                     "dataset": dataset, "metric": r["metric"], "paper_value": r["paper"],
                     "reference": r["variant"] == doc.get("reference_variant"),
-                    **{f"{k}_{p}": None for p in PROFILE_ORDER for k in ("ours", "std", "agrees")}})
+                    **{f"{k}_{p}": None for p in PROFILE_ORDER for k in ("ours", "std", "agrees", "call")}})
                 if row["paper_value"] is None:
                     row["paper_value"] = r["paper"]
                 row[f"ours_{profile}"] = r["ours"]
                 row[f"std_{profile}"] = r.get("ours_std")
                 row[f"agrees_{profile}"] = r["agrees"]
+                row[f"call_{profile}"] = r["call"]
         out.extend(merged.values())
     return out
 
@@ -138,11 +145,40 @@ def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
+def _calls_text(calls: Sequence[str]) -> str:
+    resolved = [c for c in calls if c != "unresolved"]
+    return f"{len(resolved)} of {len(calls)} resolved, {resolved.count('agrees')} of them agreeing"
+
+
 def _summary(rows: Sequence[Dict[str, Any]], profile: str) -> str:
-    calls = [r[f"agrees_{profile}"] for r in rows if r[f"agrees_{profile}"] is not None]
+    if profile not in CALL_PROFILES:
+        return f"{profile}: a smoke run, no calls"
+    calls = [r[f"call_{profile}"] for r in rows if r[f"call_{profile}"] is not None]
     if not calls:
-        return f"{profile}: no ordering comparisons"
-    return f"{profile}: {sum(calls)} of {len(calls)} orderings agree with the paper"
+        return f"{profile}: no comparisons with a paper difference"
+    return f"{profile}: {_calls_text(calls)}"
+
+
+def baseline_margin(doc: Dict[str, Any]) -> Optional[str]:
+    """The reference variant's margin over the best trivial baseline on the table's first metric, e.g.
+    ``"PSNR +0.61 over bicubic"`` (for fusion: over the baseline beaten on the fewest metrics), or None."""
+    baselines = doc.get("baselines") or {}
+    ref = doc.get("reference_variant")
+    ours = {r["metric"]: float(r["ours"]) for r in doc["rows"] if r["variant"] == ref and r["ours"] is not None}
+    if not baselines or not ours:
+        return None
+    metric = next(iter(ours))
+    values = {n: float(v[metric]) for n, v in baselines.items() if isinstance(v.get(metric), (int, float))}
+    if not values:
+        return None
+    best = max(values, key=values.get)
+    digits = 2 if "PSNR" in metric.upper() else 4
+    text = f"{metric} {ours[metric] - values[best]:+.{digits}f} over {best}"
+    if len(ours) > 2:  # many metrics (fusion): how many of them beat every baseline
+        wins = sum(all(ours[m] > float(v[m]) for v in baselines.values() if isinstance(v.get(m), (int, float)))
+                   for m in ours)
+        text += f"; above every baseline on {wins} of {len(ours)} metrics"
+    return text
 
 
 def _chapter_link(chapter: str, text: str, pages: Mapping[str, str]) -> str:
@@ -153,19 +189,26 @@ def _chapter_link(chapter: str, text: str, pages: Mapping[str, str]) -> str:
     return f"{{doc}}`{label} </{docname}>`"
 
 
-def _summary_table(rows: Sequence[Dict[str, Any]], profiles: Sequence[str], pages: Mapping[str, str]) -> List[str]:
+def _summary_table(rows: Sequence[Dict[str, Any]], profiles: Sequence[str], pages: Mapping[str, str],
+                   docs_by_key: Mapping[Tuple[str, str, str], Mapping[str, Dict[str, Any]]]) -> List[str]:
     """One line per paper table: how many numbers, how many have a paper value, how many orderings agree."""
     groups: "OrderedDict[Tuple[str, str, str], List[Dict[str, Any]]]" = OrderedDict()
     for r in rows:
         groups.setdefault((r["paper"], r["table"], r["chapter"]), []).append(r)
-    header = ["Paper", "Table", "Numbers", "With a paper value"] + [f"Orderings agreeing ({p})" for p in profiles]
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["--:"] * (2 + len(profiles))) + "|"]
+    header = ["Paper", "Table", "Numbers", "With a paper value"]
+    for p in profiles:
+        header += ([f"Calls ({p})"] if p in CALL_PROFILES else []) + [f"Reference vs baselines ({p})"]
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["--:"] * (len(header) - 2)) + "|"]
     for (paper, table, chapter), group in groups.items():
         cells = [_cell(paper), _chapter_link(chapter, table, pages), str(len(group)),
                  str(sum(r["paper_value"] is not None for r in group))]
         for p in profiles:
-            calls = [r[f"agrees_{p}"] for r in group if r[f"agrees_{p}"] is not None]
-            cells.append(f"{sum(calls)} of {len(calls)}" if calls else NO_CALL)
+            if p in CALL_PROFILES:
+                calls = [r[f"call_{p}"] for r in group if r[f"call_{p}"] is not None]
+                cells.append(_calls_text(calls) if calls else NO_CALL)
+            doc = docs_by_key.get((paper, table, chapter), {}).get(p)
+            margin = baseline_margin(doc) if doc is not None else None
+            cells.append(_cell(margin) if margin else NO_CALL)
         out.append("| " + " | ".join(cells) + " |")
     return out
 
@@ -192,16 +235,20 @@ def render_scoreboard(results_dir: Optional[os.PathLike] = None,
     profiles = [p for p in PROFILE_ORDER if any(d["profile"] == p for d in docs)]
     lines += [f"{len(rows)} numbers from {_plural(len({(d['paper'], d['table']) for d in docs}), 'paper table')} "
               f"({', '.join(_summary(rows, p) for p in profiles)}). "
-              f"The summary has one line per paper table; in the row-by-row table under it, "
-              f"**Order** tells whether our difference to the chapter's reference variant (marked *ref*) has the "
-              f"paper's sign: {AGREES} agrees, {DISAGREES} disagrees, {NO_CALL} no call (reference row, tie or "
-              f"no paper number). Our runs are far smaller than the papers' (see *Scale* below), so absolute "
-              f"values are not comparable; orderings are what a small run can test.", ""]
-    lines += _summary_table(rows, profiles, pages)
+              f"The summary has one line per paper table, with the reference model's margin over the best "
+              f"trivial baseline (a number means something only when the model beats it); in the row-by-row "
+              f"table under it, **Call** compares our difference to the chapter's reference variant (marked "
+              f"*ref*; paired over seeds, with a 95% Student-t interval) with the paper's: {AGREES} agrees and "
+              f"{DISAGREES} disagrees in sign with the interval excluding 0, {UNRESOLVED} unresolved (the "
+              f"interval contains 0: the difference is within the seed spread), {NO_CALL} no call (reference "
+              f"row, no paper number, or the quick profile, a smoke run). Our runs are far smaller than the "
+              f"papers' (see *Scale* below), so absolute values are not comparable; resolved orderings are what "
+              f"a small run can test.", ""]
+    lines += _summary_table(rows, profiles, pages, _group_documents(docs))
     lines += ["", f":::{{dropdown}} All {len(rows)} numbers, row by row", ""]
     header = ["Paper", "Table", "Variant", "Dataset", "Metric", "Paper value"]
     for p in profiles:
-        header += [f"Ours ({p})", f"Order ({p})"]
+        header += [f"Ours ({p})", f"Call ({p})"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join(["---"] * 5 + ["--:"] + ["--:", ":-:"] * len(profiles)) + "|")
     for r in rows:
@@ -211,7 +258,7 @@ def render_scoreboard(results_dir: Optional[os.PathLike] = None,
         cells[1] = _chapter_link(r["chapter"], r["table"], pages)
         for p in profiles:
             cells += [format_value(r[f"ours_{p}"], r[f"std_{p}"]),
-                      _agreement_mark(r[f"agrees_{p}"]) if r[f"ours_{p}"] is not None else ""]
+                      _call_mark(r[f"call_{p}"]) if r[f"ours_{p}"] is not None else ""]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", ":::", "", "**Scale of each reproduction** (as the chapter states it) and where it was run:", ""]
     for (paper, table, chapter), by_profile in _group_documents(docs).items():

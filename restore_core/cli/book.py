@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..profiles import PROFILES
+
 
 def register(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser("book", help="execute the book's chapters; regenerate the scoreboard",
@@ -13,10 +15,11 @@ def register(sub: "argparse._SubParsersAction") -> None:
     r = bsub.add_parser(
         "run", help="execute every chapter in _toc.yml with papermill, then regenerate the scoreboard",
         description="Execute the chapters listed in _toc.yml (papermill, kernel python3, cwd book/). "
-                    "quick: in place (the committed outputs); full: into _build/executed/full/, results "
-                    "to book/results/. Stops at the first failing chapter.")
-    r.add_argument("--profile", choices=("quick", "full"), default="quick",
-                   help="quick: CPU, minutes, executed in place; full: GPU profile (default: quick)")
+                    "quick: in place (the committed outputs); cpu / full: into _build/executed/<profile>/, "
+                    "results to book/results/, from a committed tree. Stops at the first failing chapter.")
+    r.add_argument("--profile", choices=PROFILES, default="quick",
+                   help="quick: CPU smoke run, minutes, executed in place; cpu: CPU study (about an hour per "
+                        "ablation chapter); full: GPU profile (default: quick)")
     r.add_argument("--chapters", nargs="+", metavar="NAME",
                    help="only these chapters (notebook stem, name without number, or prefix such as 01)")
     r.add_argument("--device", default=None, help="device parameter for the chapters (e.g. cuda, cuda:1, cpu)")
@@ -30,6 +33,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
     r.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds (default: none)")
     r.add_argument("--toc", default=None, help="table of contents (default: the repository's _toc.yml)")
     r.add_argument("--log-output", action="store_true", help="echo the notebooks' output while they run")
+    r.add_argument("--allow-dirty", action="store_true",
+                   help="cpu/full profiles: run although tracked files have uncommitted changes (the results' "
+                        "provenance records it)")
     r.set_defaults(func=run)
 
     s = bsub.add_parser("scoreboard", help="write book/_generated/scoreboard.md from book/results/*.json",
@@ -46,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         run_book(profile=args.profile, chapters=args.chapters, device=args.device, seed=args.seed,
                  out_dir=args.out_dir, nproc=args.nproc, toc=args.toc or REPO_ROOT / "_toc.yml",
-                 log_output=args.log_output, execution_timeout=args.timeout)
+                 log_output=args.log_output, execution_timeout=args.timeout, allow_dirty=args.allow_dirty)
     except ChapterFailed as exc:
         raise CLIError(str(exc)) from None
     return 0

@@ -5,6 +5,8 @@ import argparse
 import json
 import os
 
+from ..profiles import PROFILES
+
 
 def register(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser(
@@ -16,7 +18,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
                "  restore-core train mambair/sr_x2 --profile full --nproc 8      # 8 GPUs on one machine",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", nargs="?", help="preset name (arch/task) or path to a .yml file")
-    p.add_argument("--profile", choices=("quick", "full"), default="quick",
+    p.add_argument("--profile", choices=PROFILES, default="quick",
                    help="quick: minutes on CPU with the embedded data; full: the paper's settings (default quick)")
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --opt train.optim_g.lr=1e-4 (repeatable; values are YAML)")

@@ -223,12 +223,17 @@ class Degradation:
             return jpeg_compress(hq, self.quality)
         if self.kind == "mosaic":
             return bayer_mosaic(hq)
-        if self.kind == "gblur":
-            size = 2 * int(math.ceil(3 * self.sigma)) + 1
-            return blur(hq, gaussian_kernel(size, self.sigma))
-        if self.kind == "mblur":
-            return blur(hq, motion_kernel(self.length, self.angle))
+        if self.kind in ("gblur", "mblur"):
+            return blur(hq, self.kernel())
         raise ValueError(f"unknown degradation kind {self.kind!r}")
+
+    def kernel(self) -> torch.Tensor:
+        """The blur kernel ``(k, k)`` of a gblur / mblur degradation (ValueError for the other kinds)."""
+        if self.kind == "gblur":
+            return gaussian_kernel(2 * int(math.ceil(3 * self.sigma)) + 1, self.sigma)
+        if self.kind == "mblur":
+            return motion_kernel(self.length, self.angle)
+        raise ValueError(f"degradation {self.name} has no blur kernel")
 
 
 _PATTERNS: dict = {

@@ -31,9 +31,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import yaml
 
 from ..fsutil import atomic_write_text
+from ..profiles import PROFILES
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-PROFILES = ("quick", "full")
 
 # BasicSR model_type names -> our task
 _MODEL_TYPES = {
@@ -496,7 +496,8 @@ def load_config(name_or_path: Union[str, Path, Mapping[str, Any]], profile: Opti
                 overrides: Sequence[str] = (), data_root: Optional[str] = None) -> TrainConfig:
     """Read a config: a preset name (``"mambair/sr_x2"``), a YAML path, or a dict in the same layout.
 
-    ``profile`` ("quick" / "full") applies the file's ``profiles.<profile>`` section; ``overrides`` are
+    ``profile`` (quick / cpu / full) applies the file's ``profiles.<profile>`` section (a file with profile
+    sections must have the one asked for, except full, the file itself); ``overrides`` are
     ``key.sub=value`` strings applied last; ``data_root`` (else ``$RESTORE_CORE_DATA_ROOT``) replaces the
     config's data root.
     """
@@ -516,6 +517,9 @@ def load_config(name_or_path: Union[str, Path, Mapping[str, Any]], profile: Opti
     if profile is not None:
         if profile not in PROFILES:
             raise ConfigError(f"profile must be one of {PROFILES}, got {profile!r}")
+        if profiles and profile != "full" and profile not in profiles:
+            raise ConfigError(f"config {name_or_path!r} has no {profile!r} profile (it has: "
+                              f"{', '.join(profiles) or 'none'}); add a profiles.{profile} section")
         raw = deep_merge(raw, profiles.get(profile) or {})
         raw["profile"] = profile
     raw = strip_delete_markers(raw)
