@@ -24,8 +24,8 @@ SMALL = dict(embed_dim=16, depths=(1, 1, 1), decoder_depths=(1, 1, 1), mlp_ratio
 @pytest.fixture
 def small_official(monkeypatch, tmp_path):
     """A small official-style format (``fusion_mamba:tiny`` with the released switches) and a weights file."""
-    monkeypatch.setitem(O._FORMATS, ("fusion_mamba", "tiny"),
-                        O.OfficialFormat("fusion_mamba", "tiny", "test-only small VSSM_Fusion", {**O._FUSION_SW, **SMALL}))
+    fmt = O.OfficialFormat("fusion_mamba", "tiny", "test-only small VSSM_Fusion", {**O._FUSION_SW, **SMALL})
+    monkeypatch.setitem(O._FORMATS, ("fusion_mamba", "tiny"), fmt)
     O._layout_cached.cache_clear()
     sd = random_official_state_dict(fusion_mamba_official_layout((1, 1, 1), (1, 1, 1), 16, 8), seed=0)
     path = tmp_path / "fusionmamba.pth"

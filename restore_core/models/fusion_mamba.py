@@ -387,8 +387,9 @@ class FusionMamba(nn.Module):
         self.dims = dims = [embed_dim * 2 ** i for i in range(L)]
         self.input_residual = input_residual
         self.skip_wiring = skip_wiring
-        block = dict(d_state=d_state if dvss_d_state is None else dvss_d_state, expand=expand, mlp_ratio=mlp_ratio, use_ldc=use_ldc, use_eca=use_eca,
-                     eca_kernel_size=eca_kernel_size, scan_backend=scan_backend)
+        self.dvss_d_state = d_state if dvss_d_state is None else dvss_d_state
+        block = dict(d_state=self.dvss_d_state, expand=expand, mlp_ratio=mlp_ratio, use_ldc=use_ldc,
+                     use_eca=use_eca, eca_kernel_size=eca_kernel_size, scan_backend=scan_backend)
 
         self.patch_embed_ir = PatchEmbed(in_channels, dims[0], patch_size)
         self.patch_embed_vis = PatchEmbed(in_channels, dims[0], patch_size)

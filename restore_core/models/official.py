@@ -259,7 +259,8 @@ _FUSION_TOP_RULES = [
 ]
 _FUSION_INNER_RULES = [
     # DVSS block (VSSBlock_new)
-    (r"\.ss2d\.", ".op."), (r"\.ldc\.", ".conv_branch."), (r"(\.blocks\.\d+)\.eca\.", r"\1.self_attention_cross_channel."),
+    (r"\.ss2d\.", ".op."), (r"\.ldc\.", ".conv_branch."),
+    (r"(\.blocks\.\d+)\.eca\.", r"\1.self_attention_cross_channel."),
     (r"\.biattn\.norm\.", ".se.norm."), (r"\.biattn\.reduce\.", ".se.global_reduce."),
     (r"\.biattn\.select\.", ".se.channel_select."),
     # DFFM (VSSBlock_Cross_new): DFEM = Cross_layer, CMFM = ln_1 / ln_2 + SS2D_cross_new + eca_layer
