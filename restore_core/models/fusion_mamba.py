@@ -541,4 +541,4 @@ def _ct_mri() -> FusionMambaConfig:
 @register_preset("fusion_mamba", "ct_mri_tiny")
 def _ct_mri_tiny() -> FusionMambaConfig:
     """official CT-MRI tiny model (its README: depths 2-2-1-2, decoder 2-1-2-2): C=96, d_state 16, 1 channel"""
-    return FusionMambaConfig(depths=(2, 2, 1, 2), decoder_depths=(2, 1, 2, 2))
+    return FusionMambaConfig(depths=(2, 2, 1, 2))   # decoder: the reversed depths, 2-1-2-2
