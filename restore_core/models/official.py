@@ -532,9 +532,10 @@ def from_official(arch: str, preset: str, checkpoint: Union[str, os.PathLike, Ma
     The switches of :func:`official_format` are applied (RNAN: ``nonlocal_softmax_dim="query"``, the official
     softmax over dim=1, and ``img_range=255``: feed [0, 255] images, or use ``restore_tensor(...,
     pixel_range=official_format(arch, preset).pixel_range)``; FusionMamba: the released wiring, gate, input
-    residual and DVSS state size). FusionMamba's 38 frozen LDC ``base_mask`` tensors must be all ones (an
-    :class:`OfficialLayoutError` names the first that is not) and are dropped with the 4 never-called
-    ``Differential_enhance.lastconv`` convolutions; the released ``model(vis, ir)`` is our ``model(ir, vis)``.
+    residual and DVSS state size). FusionMamba's frozen LDC ``base_mask`` tensors (38 in the full-size model, 22
+    in the tiny one) must be all ones (an :class:`OfficialLayoutError` names the first that is not) and are
+    dropped with the 4 never-called ``Differential_enhance.lastconv`` convolutions; the released
+    ``model(vis, ir)`` is our ``model(ir, vis)``.
     """
     official_format(arch, preset)  # raises for unknown formats
     sd, note = read_official_checkpoint(checkpoint)
