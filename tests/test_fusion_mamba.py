@@ -106,6 +106,12 @@ def test_forward_backward_odd_size_every_parameter_gets_a_gradient():
     assert model.size_multiple == 8
 
 
+def test_dvss_d_state_reaches_only_the_dvss_blocks():
+    model = _tiny(dvss_d_state=16)          # tiny: d_state 8
+    assert model.encoder[0][0].ss2d.d_state == model.decoder[1][0].ss2d.d_state == 16
+    assert model.fusion[0].cmfm.cross.d_state == 8
+
+
 def test_ir_vis_parameter_count_matches_official():
     with torch.device("meta"):
         model = build_model("fusion_mamba", "ir_vis")
@@ -252,11 +258,63 @@ def test_dfem_difference_weights_and_cmfm_gates():
         cross.in_proj_vis.weight.copy_(cross.in_proj.weight)
     f1, f2 = torch.randn(1, 5, 7, 8, dtype=torch.float64), torch.randn(1, 5, 7, 8, dtype=torch.float64)
     torch.testing.assert_close(cross(f1, f2), cross(f2, f1), rtol=1e-10, atol=1e-12)
-    # the visible gate z_vis is used (the official code gates twice with the infrared z): its half of
-    # in_proj_vis receives a gradient
+    # both gates are used: the z halves of in_proj (infrared) and in_proj_vis receive gradients
     cross(f1, f2).square().sum().backward()
     E = cross.d_inner
-    assert cross.in_proj_vis.weight.grad[E:].abs().sum() > 0
+    assert cross.in_proj.weight.grad[E:].abs().sum() > 0 and cross.in_proj_vis.weight.grad[E:].abs().sum() > 0
+
+
+def test_official_cmfm_gate_loses_the_infrared_gate():
+    """Released code (branch 1 = visible): z1 = SiLU(z_vis); z2 = SiLU(z1), so out = out_proj(y SiLU(z_vis) +
+    y SiLU(SiLU(z_vis))): the infrared z never matters (no gradient), the visible one does."""
+    torch.manual_seed(5)
+    cross = CrossModalSS2D(8, d_state=4, gate="official", scan_backend="ref").double()
+    f_ir, f_vis = torch.randn(1, 5, 7, 8, dtype=torch.float64), torch.randn(1, 5, 7, 8, dtype=torch.float64)
+    out = cross(f_ir, f_vis)
+    E = cross.d_inner
+    _, z_vis = cross.in_proj_vis(f_vis).chunk(2, dim=-1)
+    u_ir = F.silu(cross.conv2d(cross.in_proj(f_ir)[..., :E].permute(0, 3, 1, 2)))
+    u_vis = F.silu(cross.conv2d(cross.in_proj_vis(f_vis)[..., :E].permute(0, 3, 1, 2)))
+    y = cross.out_norm(cross.ssm(u_ir * u_vis + u_ir + u_vis).permute(0, 2, 3, 1))
+    g = F.silu(z_vis)
+    torch.testing.assert_close(out, cross.out_proj(y * g + y * F.silu(g)), rtol=1e-10, atol=1e-12)
+    out.square().sum().backward()
+    assert torch.count_nonzero(cross.in_proj.weight.grad[E:]) == 0
+    assert cross.in_proj.weight.grad[:E].abs().sum() > 0 and cross.in_proj_vis.weight.grad[E:].abs().sum() > 0
+    with pytest.raises(ValueError, match="cmfm_gate"):
+        build_model("fusion_mamba", "tiny", cmfm_gate="visible")
+    with pytest.raises(ValueError, match="skip_wiring"):
+        build_model("fusion_mamba", "tiny", skip_wiring="released")
+
+
+def test_official_skip_wiring_by_hand():
+    """skip_wiring="official": fuse each level's *input*; decoder from enc_ir + enc_vis; fused skip of level
+    L-j added before the j-th patch expand; the level-0 DFFM is never used (no gradient reaches it)."""
+    model = _tiny(skip_wiring="official", input_residual="none", depths=(1, 1, 1), decoder_depths=(1, 1, 1),
+                  scan_backend="ref").double().eval()
+    ir, vis = (t.double() for t in _pair(32, 48))
+    with torch.no_grad():
+        out = model(ir, vis)
+        feats = []
+        for embed, x in ((model.patch_embed_ir, ir), (model.patch_embed_vis, vis)):
+            t, ins = embed(x), []
+            for i, stage in enumerate(model.encoder):
+                ins.append(t)
+                t = stage(t)
+                if i < 2:
+                    t = model.merges[i](t)
+            feats.append((ins, t))
+        (ins_ir, deep_ir), (ins_vis, deep_vis) = feats
+        fused = [model.fusion[i](ins_ir[i], ins_vis[i]) for i in range(3)]
+        d = model.decoder[0](deep_ir + deep_vis)
+        d = model.decoder[1](model.expands[0](d + fused[2]))
+        d = model.decoder[2](model.expands[1](d + fused[1]))
+        ref = model.final_conv(model.final_expand(d).permute(0, 3, 1, 2))
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+    model.train()
+    model(ir, vis).square().mean().backward()
+    assert all(p.grad is None for p in model.fusion[0].parameters())
+    assert all(p.grad is not None for p in model.fusion[1].parameters())
 
 
 def test_quick_config_builds_and_trains_two_steps():

@@ -17,6 +17,7 @@ _COMMAND_MODULES = [
     "book",
     "bench",
     "restore",
+    "fuse",
     "inspect",
     "convert",
 ]

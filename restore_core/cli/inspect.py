@@ -2,7 +2,8 @@
 
 Reads the file with ``torch.load(..., weights_only=True)``, unwraps BasicSR's ``params_ema`` / ``params``, and
 compares its key names and shapes with every official layout known to
-:mod:`restore_core.models.official` (released MambaIR and RNAN presets). Exit status 0 when some preset fits
+:mod:`restore_core.models.official` (released MambaIR, RNAN and FusionMamba presets; for FusionMamba it
+also splits the count into what our model loads + the frozen masks + the unused convolutions). Exit status 0 when some preset fits
 exactly, 1 when none does (the closest one is named), 2 on an unreadable file.
 """
 from __future__ import annotations
@@ -24,7 +25,10 @@ def run(args: argparse.Namespace) -> int:
     report = inspect_checkpoint(args.checkpoint)
     print(f"{args.checkpoint}:")
     print(report.summary())
-    if report.exact:
+    if report.exact and report.exact[0].arch == "fusion_mamba":
+        print(f"fuse with: restore-core fuse --official {report.exact[0].name} {args.checkpoint} --ir IR --vis VIS "
+              f"-o OUTDIR")
+    elif report.exact:
         print(f"restore with: restore-core restore --official {report.exact[0].name} {args.checkpoint} "
               f"INPUT... -o OUTDIR")
     return 0 if report.exact else 1

@@ -4,6 +4,8 @@
     restore-core restore WEIGHTS.pth INPUT... -o OUTDIR --arch rnan --preset color_dn   # a plain state dict
     restore-core restore --official mambair:light_sr_x2 WEIGHTS.pth INPUT... -o OUTDIR  # released weights
 
+Fusion models (FusionMamba) take two images: ``restore-core fuse`` (restore_core/cli/fuse.py).
+
 INPUT: image files (PNG / JPEG / BMP / TIFF, 8- or 16-bit, grey or colour) or folders of them. Each result is
 written atomically as ``OUTDIR/<name>.png`` (16-bit PNG for 16-bit grey inputs, else 8-bit). Grey inputs to a
 colour model are repeated to RGB, colour inputs to a grey model converted to luma (BT.601). Runs on the GPU when
@@ -183,7 +185,16 @@ def restore_file(model: nn.Module, src: Path, dst: Path, *, pixel_range: float, 
     return dst
 
 
+def _refuse_fusion(args: argparse.Namespace, model: Optional[nn.Module] = None) -> None:
+    """Fusion models take two images: point to ``restore-core fuse`` (before loading when the names tell)."""
+    named = (args.official or "").split(":")[0] == "fusion_mamba" or args.arch == "fusion_mamba"
+    if named or (model is not None and type(model).__name__ == "FusionMamba"):
+        raise ValueError("FusionMamba fuses two images: use `restore-core fuse [--official ARCH:PRESET] WEIGHTS "
+                         "--ir IR --vis VIS -o OUTDIR`")
+
+
 def run(args: argparse.Namespace) -> int:
+    _refuse_fusion(args)
     inputs = collect_inputs(args.inputs)
     targets = [Path(args.output) / f"{src.stem}{args.suffix}.png" for src in inputs]
     for i, dst in enumerate(targets):
@@ -193,6 +204,7 @@ def run(args: argparse.Namespace) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device}: CUDA is not available on this machine")
     model, pixel_range, what = load_model(args.checkpoint, args.official, args.arch, args.preset)
+    _refuse_fusion(args, model)
     model.to(device)
     print(f"model: {what}; {sum(p.numel() for p in model.parameters()):,} parameters on {device}")
     outdir = Path(args.output)

@@ -24,20 +24,28 @@ Layout (channel-last features (Bt, H, W, C) inside, as in VMamba)::
   is gated by both branches, ``y * SiLU(z_ir) + y * SiLU(z_vis)``, projected (c), and ``c + ECA(c)`` is added to
   the DFFM inputs ``x_ir + x_vis``. No MLP follows (the official ``VSSBlock_Cross_new`` has none).
 
-Differences from the official code (the paper's intent is implemented; ``official`` below = the released code):
+Differences from the official code (the paper's intent is implemented; ``official`` below = the released code,
+``VSSM_Fusion.forward(x1, x2)``, whose branch 1 is the *visible* image in both of its scripts: train.py calls
+``model(image_vis, image_ir)``, and test.py passes its visible folder as the first argument of ``fusion``
+(a parameter named ``input_folder_ir``), which feeds it to the model first). Each difference has a switch;
+:func:`restore_core.models.official.from_official` sets them all (chapter 06 compares the two wirings):
 
-* CMFM gate: official computes ``z2 = act(z1)`` (so the visible branch's gate is never used); here
-  ``SiLU(z_vis)``.
-* Skips: official fuses the *inputs* of each encoder level (before its blocks), adds the fused skips of levels
-  3, 2, 1 to the decoder just before each patch expand (the fused level-0 skip is computed and never used) and
-  joins the two bottlenecks by a plain sum. Here each level's DVSS output is fused by its DFFM and every fused
-  map enters the decoder at its own resolution (the bottleneck's DFFM output starts the decoder).
-* Output: official returns ``decoder + x_1 + x_2 + x_1 + x_2`` (each input added twice: 2 (ir + vis), four
-  times the intensity scale of their mean); ``input_residual`` chooses ``"mean"`` (default: decoder +
-  (ir + vis) / 2), ``"sum"`` (ir + vis), ``"official"`` (2 (ir + vis)) or ``"none"``.
-* Input order: the official train.py calls ``model(vis, ir)`` and test.py ``model(ir, vis)``; the weights of the
-  two patch embeds / LDCs / projections are therefore swapped between training and testing there. Here the
-  order is always ``model(ir, vis)`` (what the trainer passes).
+* CMFM gate (``cmfm_gate``): official computes ``z1 = act(z1); z2 = act(z1)``, so the output is
+  ``y * SiLU(z_vis) + y * SiLU(SiLU(z_vis))`` and the *infrared* branch's gate z_ir is never used; here
+  ``y * SiLU(z_ir) + y * SiLU(z_vis)`` (``"paper"``, default) or the released form (``"official"``).
+* Skips (``skip_wiring``): official (a) fuses the *inputs* of each encoder level (the patch embedding, then each
+  patch merging's output), (b) adds the fused skips of levels 3, 2, 1 to the decoder just *before* each patch
+  expand (at the coarser level), (c) computes the fused level-0 skip and never uses it, and (d) starts the
+  decoder from the plain sum of the two encoders' last outputs. ``"paper"`` (default): each level's DVSS output
+  is fused by its DFFM and every fused map enters the decoder at its own resolution (the bottleneck's DFFM
+  output starts the decoder). ``"official"``: the released wiring (the unused level-0 fusion is skipped).
+* Output (``input_residual``): official returns ``decoder + x_1 + x_2 + x_1 + x_2`` (each input added twice:
+  2 (ir + vis), four times the intensity scale of their mean); ``"mean"`` (default: decoder + (ir + vis) / 2),
+  ``"sum"`` (ir + vis), ``"official"`` (2 (ir + vis)) or ``"none"``.
+* State size (``dvss_d_state``): official passes ``d_state`` only to the CMFMs; its DVSS blocks swallow the
+  argument and always use N = 16. ``None`` (default): the DVSS blocks use ``d_state`` too.
+* Input order: here always ``model(ir, vis)`` (what the trainer passes); the official key mapping puts
+  official branch 1 (``patch_embed1``, ``texture_enhance1``, ``ln_1``, ``in_proj1``) on our ``*_vis`` modules.
 * Any input size: official training and testing resize to 256x256 (users report fixed 256x256 outputs, their
   issue #16). Inputs are padded (reflect; replicate for images smaller than the padding) at the bottom / right
   to a multiple of ``patch_size * 2**(levels-1)`` and the output cropped back.
@@ -47,8 +55,10 @@ Differences from the official code (the paper's intent is implemented; ``officia
 
 Parameters (preset ``"ir_vis"`` = ``VSSM_Fusion()``'s defaults: C=96, depths 2-2-9-2, decoder 2-9-2-2, d_state 16,
 SS2D expand 2, MLP ratio 4): 164,146,245. The official module reports 225,419,541 = 164,146,245 + 60,880,896
-(frozen ``base_mask``) + 392,400 (unused ``lastconv``); its trainable count is 164,538,645. The full 3x3
-convolution inside every LDC (C x C x 9) dominates: 60.9M of the 164.1M.
+(38 frozen ``base_mask``) + 392,400 (unused ``lastconv``); its trainable count is 164,538,645. The full 3x3
+convolution inside every LDC (C x C x 9) dominates: 60.9M of the 164.1M. Presets ``"ct_mri"`` (the same network)
+and ``"ct_mri_tiny"`` (depths 2-2-1-2 / 2-1-2-2, its README's tiny model: 101,894,405 here, 141,934,037 =
+101,894,405 + 39,647,232 (22 masks) + 392,400 there) match the released CT-MRI weights.
 
 Ablation switches (the paper's ablation study): ``use_ldc`` / ``use_eca`` (the DVSS blocks' LDC / ECA; both off =
 the plain VSS block ``x + SS2D(LN(x))`` + MLP, without BiAttn; the CMFM keeps its ECA), ``use_dfem`` (off:
@@ -73,6 +83,8 @@ from .registry import register_arch, register_preset
 
 PAPER = ("FusionMamba: Dynamic Feature Enhancement for Multimodal Image Fusion with Mamba "
          "(arXiv:2404.09498)")
+SKIP_WIRINGS = ("paper", "official")   # which encoder features are fused and where they enter the decoder
+CMFM_GATES = ("paper", "official")     # y*SiLU(z_ir) + y*SiLU(z_vis)  |  y*SiLU(z_vis) + y*SiLU(SiLU(z_vis))
 
 
 def _to_channels_first(x: Tensor) -> Tensor:
@@ -226,13 +238,17 @@ class CrossModalSS2D(SS2D):
 
     ``x_k, z_k = in_proj_k(F_k)`` (``in_proj`` = infrared, ``in_proj_vis`` = visible); ``u_k =
     SiLU(dwconv(x_k))`` (one shared depthwise conv); ``y = LN(scan(u_ir * u_vis + u_ir + u_vis))``;
-    ``out = out_proj(y * SiLU(z_ir) + y * SiLU(z_vis))``.
+    ``out = out_proj(y * SiLU(z_ir) + y * SiLU(z_vis))``. ``gate="official"``: the released code's
+    ``y * SiLU(z_vis) + y * SiLU(SiLU(z_vis))`` (the infrared gate z_ir is computed and never used).
     f_ir, f_vis: (Bt, H, W, C) -> (Bt, H, W, C).
     """
 
-    def __init__(self, d_model: int = 96, d_state: int = 16, expand: float = 2.0,
+    def __init__(self, d_model: int = 96, d_state: int = 16, expand: float = 2.0, gate: str = "paper",
                  scan_backend: str = "auto") -> None:
         super().__init__(d_model, d_state=d_state, expand=expand, scan_order="es2d", scan_backend=scan_backend)
+        if gate not in CMFM_GATES:
+            raise ValueError(f"cmfm_gate must be one of {CMFM_GATES}, got {gate!r}")
+        self.gate = gate
         self.in_proj_vis = nn.Linear(d_model, 2 * self.d_inner, bias=False)
 
     def _branch(self, proj: nn.Linear, f: Tensor) -> Tuple[Tensor, Tensor]:
@@ -244,7 +260,11 @@ class CrossModalSS2D(SS2D):
         u_vis, z_vis = self._branch(self.in_proj_vis, f_vis)
         u = u_ir * u_vis + u_ir + u_vis                                           # cross-modal combination
         y = self.out_norm(_to_channels_last(self.ssm(u)))                         # (Bt, H, W, E)
-        y = y * F.silu(z_ir) + y * F.silu(z_vis)
+        if self.gate == "official":   # released code: z1 = act(z1); z2 = act(z1) with branch 1 = visible
+            g_vis = F.silu(z_vis)
+            y = y * g_vis + y * F.silu(g_vis)
+        else:
+            y = y * F.silu(z_ir) + y * F.silu(z_vis)
         return self.dropout(self.out_proj(y))
 
 
@@ -255,11 +275,11 @@ class CrossModalFusion(nn.Module):
     """
 
     def __init__(self, dim: int = 96, d_state: int = 16, expand: float = 2.0, eca_kernel_size: int = 3,
-                 scan_backend: str = "auto") -> None:
+                 gate: str = "paper", scan_backend: str = "auto") -> None:
         super().__init__()
         self.norm_ir = nn.LayerNorm(dim)
         self.norm_vis = nn.LayerNorm(dim)
-        self.cross = CrossModalSS2D(dim, d_state=d_state, expand=expand, scan_backend=scan_backend)
+        self.cross = CrossModalSS2D(dim, d_state=d_state, expand=expand, gate=gate, scan_backend=scan_backend)
         self.eca = ECA(dim, kernel_size=eca_kernel_size)
 
     def forward(self, f_ir: Tensor, f_vis: Tensor, x_ir: Tensor, x_vis: Tensor) -> Tensor:
@@ -276,11 +296,12 @@ class DFFM(nn.Module):
     """
 
     def __init__(self, dim: int = 96, d_state: int = 16, expand: float = 2.0, use_dfem: bool = True,
-                 use_cmfm: bool = True, eca_kernel_size: int = 3, scan_backend: str = "auto") -> None:
+                 use_cmfm: bool = True, eca_kernel_size: int = 3, cmfm_gate: str = "paper",
+                 scan_backend: str = "auto") -> None:
         super().__init__()
         self.dfem = DifferenceEnhancement(dim) if use_dfem else None
         self.cmfm = CrossModalFusion(dim, d_state=d_state, expand=expand, eca_kernel_size=eca_kernel_size,
-                                     scan_backend=scan_backend) if use_cmfm else None
+                                     gate=cmfm_gate, scan_backend=scan_backend) if use_cmfm else None
 
     def forward(self, x_ir: Tensor, x_vis: Tensor) -> Tensor:
         if self.dfem is not None:
@@ -322,6 +343,9 @@ class FusionMambaConfig:
     use_dfem: bool = True
     use_cmfm: bool = True
     input_residual: str = "mean"                         # "mean" | "sum" | "official" (2 (ir + vis)) | "none"
+    skip_wiring: str = "paper"                           # "paper" | "official" (released code's (a)-(d))
+    cmfm_gate: str = "paper"                             # "paper" | "official" (the visible gate, twice)
+    dvss_d_state: Optional[int] = None                   # DVSS blocks' N; None: d_state (released code: 16)
     scan_backend: str = "auto"
 
 
@@ -333,7 +357,8 @@ class FusionMamba(nn.Module):
                  depths: Tuple[int, ...] = (2, 2, 9, 2), decoder_depths: Optional[Tuple[int, ...]] = None,
                  d_state: int = 16, expand: float = 2.0, mlp_ratio: float = 4.0, drop_path_rate: float = 0.1,
                  eca_kernel_size: int = 3, use_ldc: bool = True, use_eca: bool = True, use_dfem: bool = True,
-                 use_cmfm: bool = True, input_residual: str = "mean", scan_backend: str = "auto") -> None:
+                 use_cmfm: bool = True, input_residual: str = "mean", skip_wiring: str = "paper",
+                 cmfm_gate: str = "paper", dvss_d_state: Optional[int] = None, scan_backend: str = "auto") -> None:
         super().__init__()
         depths = tuple(depths)
         decoder_depths = tuple(reversed(depths)) if decoder_depths is None else tuple(decoder_depths)
@@ -345,6 +370,12 @@ class FusionMamba(nn.Module):
                              f"levels")
         if patch_size < 1:
             raise ValueError(f"patch_size must be >= 1, got {patch_size}")
+        if skip_wiring not in SKIP_WIRINGS:
+            raise ValueError(f"skip_wiring must be one of {SKIP_WIRINGS}, got {skip_wiring!r}")
+        if cmfm_gate not in CMFM_GATES:
+            raise ValueError(f"cmfm_gate must be one of {CMFM_GATES}, got {cmfm_gate!r}")
+        if d_state < 1 or (dvss_d_state is not None and dvss_d_state < 1):
+            raise ValueError(f"d_state / dvss_d_state must be >= 1, got {d_state} / {dvss_d_state}")
         if input_residual not in INPUT_RESIDUALS:
             raise ValueError(f"input_residual must be one of {INPUT_RESIDUALS}, got {input_residual!r}")
         if input_residual != "none" and in_channels != out_channels:
@@ -355,8 +386,10 @@ class FusionMamba(nn.Module):
         self.levels = L = len(depths)
         self.dims = dims = [embed_dim * 2 ** i for i in range(L)]
         self.input_residual = input_residual
-        block = dict(d_state=d_state, expand=expand, mlp_ratio=mlp_ratio, use_ldc=use_ldc, use_eca=use_eca,
-                     eca_kernel_size=eca_kernel_size, scan_backend=scan_backend)
+        self.skip_wiring = skip_wiring
+        self.dvss_d_state = d_state if dvss_d_state is None else dvss_d_state
+        block = dict(d_state=self.dvss_d_state, expand=expand, mlp_ratio=mlp_ratio, use_ldc=use_ldc,
+                     use_eca=use_eca, eca_kernel_size=eca_kernel_size, scan_backend=scan_backend)
 
         self.patch_embed_ir = PatchEmbed(in_channels, dims[0], patch_size)
         self.patch_embed_vis = PatchEmbed(in_channels, dims[0], patch_size)
@@ -371,7 +404,8 @@ class FusionMamba(nn.Module):
             if i < L - 1:
                 self.merges.append(PatchMerging(dims[i], dims[i + 1]))
         self.fusion = nn.ModuleList([DFFM(d, d_state=d_state, expand=expand, use_dfem=use_dfem, use_cmfm=use_cmfm,
-                                          eca_kernel_size=eca_kernel_size, scan_backend=scan_backend)
+                                          eca_kernel_size=eca_kernel_size, cmfm_gate=cmfm_gate,
+                                          scan_backend=scan_backend)
                                      for d in dims])
         self.decoder = nn.ModuleList()   # deepest level first
         self.expands = nn.ModuleList()
@@ -409,30 +443,52 @@ class FusionMamba(nn.Module):
         else replicate."""
         return pad_to_multiple(x, self.size_multiple)
 
-    def encode(self, ir: Tensor, vis: Tensor) -> Tuple[List[Tensor], List[Tensor]]:
-        """Per-level DVSS outputs of the shared encoder. ir, vis: (Bt, C_in, H, W) padded ->
-        two lists of (Bt, H / (p 2^l), W / (p 2^l), C_l), l = 0 .. levels-1."""
+    def encode(self, ir: Tensor, vis: Tensor) -> Tuple[List[Tensor], List[Tensor], Tensor, Tensor]:
+        """The shared encoder. ir, vis: (Bt, C_in, H, W) padded -> (feats_ir, feats_vis, deep_ir, deep_vis).
+
+        feats_*: the per-level features the DFFMs fuse, each (Bt, H / (p 2^l), W / (p 2^l), C_l), l = 0 ..
+        levels-1: each level's DVSS output (``skip_wiring="paper"``) or its input (``"official"``: the patch
+        embedding, then each patch merging's output). deep_*: the last level's DVSS output (Bt, h, w, C_{L-1}).
+        """
         Bt = ir.shape[0]
         t = torch.cat([self.patch_embed_ir(ir), self.patch_embed_vis(vis)], dim=0)   # both modalities, one pass
-        enc_ir, enc_vis = [], []
+        feats = []
         for i, stage in enumerate(self.encoder):
+            if self.skip_wiring == "official":
+                feats.append(t)
             t = stage(t)
-            enc_ir.append(t[:Bt])
-            enc_vis.append(t[Bt:])
+            if self.skip_wiring == "paper":
+                feats.append(t)
             if i < self.levels - 1:
                 t = self.merges[i](t)
-        return enc_ir, enc_vis
+        return [f[:Bt] for f in feats], [f[Bt:] for f in feats], t[:Bt], t[Bt:]
 
-    def fuse(self, enc_ir: List[Tensor], enc_vis: List[Tensor]) -> List[Tensor]:
-        """DFFM of each level: lists of (Bt, H_l, W_l, C_l) -> list of (Bt, H_l, W_l, C_l)."""
-        return [dffm(a, b) for dffm, a, b in zip(self.fusion, enc_ir, enc_vis)]
+    def fuse(self, feats_ir: List[Tensor], feats_vis: List[Tensor]) -> List[Optional[Tensor]]:
+        """DFFM of each level: lists of (Bt, H_l, W_l, C_l) -> list of (Bt, H_l, W_l, C_l).
 
-    def decode(self, fused: List[Tensor]) -> Tensor:
-        """Decoder: the deepest fused map starts it; each upsampled map is added to the fused map of its level.
-        fused: list of (Bt, H_l, W_l, C_l) -> (Bt, out_channels, H, W) (padded size)."""
-        d = self.decoder[0](fused[-1])
-        for j in range(1, self.levels):
-            d = self.decoder[j](self.expands[j - 1](d) + fused[self.levels - 1 - j])
+        ``skip_wiring="official"``: level 0 is None (the released code computes that fused map and never uses
+        it; skipping it changes no output).
+        """
+        first = 1 if self.skip_wiring == "official" else 0
+        return [dffm(a, b) if level >= first else None
+                for level, (dffm, a, b) in enumerate(zip(self.fusion, feats_ir, feats_vis))]
+
+    def decode(self, fused: List[Optional[Tensor]], deep_ir: Tensor, deep_vis: Tensor) -> Tensor:
+        """Decoder -> (Bt, out_channels, H, W) (padded size). fused: from :meth:`fuse`; deep_*: (Bt, h, w, C_{L-1}).
+
+        ``"paper"``: the deepest fused map starts the decoder; each upsampled map is added to the fused map of its
+        own level. ``"official"``: the decoder starts from ``deep_ir + deep_vis``; the fused map of level
+        L-j is added *before* the j-th patch expand, at the coarser level (levels L-1 .. 1; level 0 unused).
+        """
+        L = self.levels
+        if self.skip_wiring == "official":
+            d = self.decoder[0](deep_ir + deep_vis)
+            for j in range(1, L):
+                d = self.decoder[j](self.expands[j - 1](d + fused[L - j]))
+        else:
+            d = self.decoder[0](fused[-1])
+            for j in range(1, L):
+                d = self.decoder[j](self.expands[j - 1](d) + fused[L - 1 - j])
         return self.final_conv(_to_channels_first(self.final_expand(d)))
 
     def residual(self, ir: Tensor, vis: Tensor) -> Tensor:
@@ -455,7 +511,8 @@ class FusionMamba(nn.Module):
             raise ValueError(f"FusionMamba needs registered inputs of one shape: ir {tuple(ir.shape)} vs "
                              f"vis {tuple(vis.shape)}")
         H, W = ir.shape[-2:]
-        out = self.decode(self.fuse(*self.encode(self._pad(ir), self._pad(vis))))
+        feats_ir, feats_vis, deep_ir, deep_vis = self.encode(self._pad(ir), self._pad(vis))
+        out = self.decode(self.fuse(feats_ir, feats_vis), deep_ir, deep_vis)
         return out[..., :H, :W] + self.residual(ir, vis)
 
 
@@ -473,3 +530,15 @@ def _tiny() -> FusionMambaConfig:
     """tiny fusion model for quick CPU runs: C=16, 2 levels, 1 block each, d_state 8, no drop path"""
     return FusionMambaConfig(embed_dim=16, depths=(1, 1), d_state=8, expand=2.0, mlp_ratio=2.0,
                              drop_path_rate=0.0)
+
+
+@register_preset("fusion_mamba", "ct_mri")
+def _ct_mri() -> FusionMambaConfig:
+    """official CT-MRI model (released weights; the same network as ir_vis): C=96, 2-2-9-2 / 2-9-2-2, 1 channel"""
+    return FusionMambaConfig()
+
+
+@register_preset("fusion_mamba", "ct_mri_tiny")
+def _ct_mri_tiny() -> FusionMambaConfig:
+    """official CT-MRI tiny model (its README: depths 2-2-1-2, decoder 2-1-2-2): C=96, d_state 16, 1 channel"""
+    return FusionMambaConfig(depths=(2, 2, 1, 2))   # decoder: the reversed depths, 2-1-2-2

@@ -1,4 +1,4 @@
-"""Load the released MambaIR and RNAN checkpoints into our models, write our models back in their layout.
+"""Load the released MambaIR, RNAN and FusionMamba checkpoints into our models, write ours back in their layout.
 
 MambaIR: Guo et al., "MambaIR: A Simple Baseline for Image Restoration with State-Space Model",
 arXiv:2402.15648, code csguoh/MambaIR (``basicsr/archs/mambair_arch.py``). RNAN: Zhang et al., "Residual
@@ -34,6 +34,15 @@ Switches set to reproduce the official numbers:
   with the per-pixel linear map ``W``) and our mean buffer set to ``m``. For untouched (identity) MeanShifts
   the round trip is bit-exact; for drifted ones :func:`to_official` writes an identity MeanShift with the folded
   convolutions, a function-equal official model.
+* FusionMamba (millieXie/FusionMamba ``VSSM_Fusion``; formats ``fusion_mamba:ir_vis``, ``ct_mri`` (the same
+  network) and ``ct_mri_tiny`` (depths 2-2-1-2 / 2-1-2-2)): ``skip_wiring="official"``, ``cmfm_gate="official"``,
+  ``input_residual="official"``, ``dvss_d_state=16`` (see restore_core/models/fusion_mamba.py). Of the 1,039
+  keys of a full-size checkpoint, 993 map one to one by name (no tensor transformed; official branch 1, the
+  visible image, onto our ``*_vis`` modules); the other 46 exist only there: 38 frozen all-ones LDC
+  ``base_mask`` tensors (checked to be all ones, then dropped) and the 4 ``Differential_enhance.lastconv`` 1x1
+  convolutions (weight + bias), built and never called (dropped). :func:`to_official` writes them back (ones,
+  zeros) unless ``complete=False``. Parameters: 225,419,541 = 164,146,245 (ours) + 60,880,896 (masks) +
+  392,400 (lastconv); :func:`inspect_checkpoint` prints this sum.
 * MambaIR: none beyond the preset (the official model subtracts the DIV2K mean for 3-channel inputs, none for
   grey ones, and uses ``img_range = 1``; our presets do the same). Our module names equal the official keys, so
   the MambaIR table is the identity (kept explicit, with the same strict checks).
@@ -124,6 +133,13 @@ _add(OfficialFormat("rnan", "demosaic", "yulunzhang/RNAN Demosaic/code/model/rna
 _add(OfficialFormat("rnan", "car", "yulunzhang/RNAN CAR/code/model/rnan.py", _RNAN_SW, 255.0))
 for _s in (2, 3, 4):
     _add(OfficialFormat("rnan", f"sr_x{_s}", "yulunzhang/RNAN SR/code/model/rnan.py", _RNAN_SW, 255.0))
+# FusionMamba: the released wiring, gate, doubled input residual and DVSS state size (see fusion_mamba.py)
+_FUSION_SW = {"skip_wiring": "official", "cmfm_gate": "official", "input_residual": "official", "dvss_d_state": 16}
+_FUSION_SRC = "millieXie/FusionMamba models/vmamba_Fusion_efficross.py VSSM_Fusion"
+_add(OfficialFormat("fusion_mamba", "ir_vis", _FUSION_SRC + "() (IR-VIS weights of its README)", _FUSION_SW))
+_add(OfficialFormat("fusion_mamba", "ct_mri", _FUSION_SRC + "() (CT-MRI weights of its README)", _FUSION_SW))
+_add(OfficialFormat("fusion_mamba", "ct_mri_tiny", _FUSION_SRC + "(depths=[2, 2, 1, 2], depths_decoder=[2, 1, 2, 2]) "
+                    "(CT-MRI tiny weights of its README)", _FUSION_SW))
 
 
 def list_official_formats(arch: Optional[str] = None) -> List[OfficialFormat]:
@@ -234,10 +250,48 @@ def _same_name(key: str) -> str:
     return key
 
 
+# FusionMamba (millieXie/FusionMamba VSSM_Fusion). Official branch 1 is the visible image (its train.py and test.py
+# both call model(vis, ir)), so patch_embed1 / texture_enhance1 / ln_1 / in_proj1 are our *_vis modules.
+_FUSION_TOP_RULES = [
+    (r"^patch_embed_vis\.", "patch_embed1."), (r"^patch_embed_ir\.", "patch_embed2."),
+    (r"^encoder\.(\d+)\.(\d+)\.", r"layers.\1.blocks.\2."), (r"^merges\.(\d+)\.", r"layers.\1.downsample."),
+    (r"^decoder\.(\d+)\.(\d+)\.", r"layers_up.\1.blocks.\2."), (r"^fusion\.(\d+)\.", r"Cross_block.\1."),
+    (r"^final_expand\.", "final_up."),
+]
+_FUSION_INNER_RULES = [
+    # DVSS block (VSSBlock_new)
+    (r"\.ss2d\.", ".op."), (r"\.ldc\.", ".conv_branch."),
+    (r"(\.blocks\.\d+)\.eca\.", r"\1.self_attention_cross_channel."),
+    (r"\.biattn\.norm\.", ".se.norm."), (r"\.biattn\.reduce\.", ".se.global_reduce."),
+    (r"\.biattn\.select\.", ".se.channel_select."),
+    # DFFM (VSSBlock_Cross_new): DFEM = Cross_layer, CMFM = ln_1 / ln_2 + SS2D_cross_new + eca_layer
+    (r"\.dfem\.texture_vis\.", ".Cross_layer.texture_enhance1."),
+    (r"\.dfem\.texture_ir\.", ".Cross_layer.texture_enhance2."),
+    (r"\.cmfm\.norm_vis\.", ".ln_1."), (r"\.cmfm\.norm_ir\.", ".ln_2."),
+    (r"\.cmfm\.cross\.in_proj_vis\.", ".self_attention_cross.in_proj1."),
+    (r"\.cmfm\.cross\.in_proj\.", ".self_attention_cross.in_proj2."),
+    (r"\.cmfm\.cross\.", ".self_attention_cross."), (r"\.cmfm\.eca\.", ".self_attention_cross_spatial."),
+    # LDC (LDC / Enhancement_texture_LDC)
+    (r"\.theta$", ".learnable_theta"), (r"\.mask$", ".learnable_mask"),
+]
+
+
+def _fusion_namer(model: nn.Module) -> Callable[[str], str]:
+    return _fusion_official_key
+
+
+def _fusion_official_key(key: str) -> str:
+    m = re.match(r"^expands\.(\d+)\.(.*)$", key)   # expands[j - 1] is decoder stage j's upsample
+    if m:
+        return f"layers_up.{int(m.group(1)) + 1}.upsample.{m.group(2)}"
+    return _sub_all(_sub_first(key, _FUSION_TOP_RULES), _FUSION_INNER_RULES)
+
+
 # arch -> (model -> (our key -> official key))
 _NAMERS: Dict[str, Callable[[nn.Module], Callable[[str], str]]] = {
     "rnan": _rnan_namer,
     "mambair": _mambair_namer,
+    "fusion_mamba": _fusion_namer,
 }
 
 
@@ -263,7 +317,27 @@ def _has_meanshift(arch: str, model: nn.Module) -> bool:
     return arch == "rnan" and model.scale > 1
 
 
+def _fusion_unused_layout(model: nn.Module) -> Layout:
+    """FusionMamba's official-only entries: the frozen all-ones ``base_mask`` of every LDC (shape of its weight)
+    and ``Differential_enhance.lastconv`` (1x1 conv C -> C/2, built and never called) of every DFFM."""
+    from ..layers.ldc import LearnableDifferenceConv2d
+
+    out: Layout = {}
+    for name, m in model.named_modules():
+        if isinstance(m, LearnableDifferenceConv2d):
+            out[_fusion_official_key(name + ".conv.weight")[:-len("conv.weight")] + "base_mask"] = \
+                tuple(m.conv.weight.shape)
+    for i, dffm in enumerate(model.fusion):
+        if dffm.dfem is not None:
+            c = model.dims[i]
+            out[f"Cross_block.{i}.Cross_layer.Diff_enhance.lastconv.weight"] = (c // 2, c, 1, 1)
+            out[f"Cross_block.{i}.Cross_layer.Diff_enhance.lastconv.bias"] = (c // 2,)
+    return out
+
+
 def _extra_layout(arch: str, model: nn.Module) -> Layout:
+    if arch == "fusion_mamba":
+        return _fusion_unused_layout(model)
     if _has_meanshift(arch, model):
         c = model.in_channels
         return {"sub_mean.weight": (c, c, 1, 1), "sub_mean.bias": (c,),
@@ -432,6 +506,18 @@ def _fold_meanshift(model: nn.Module, sd: StateDict) -> StateDict:
     return sd
 
 
+def _drop_fusion_unused(model: nn.Module, sd: StateDict) -> StateDict:
+    """Check FusionMamba's frozen ``base_mask`` tensors are all ones and drop them and the unused ``lastconv``."""
+    sd = dict(sd)
+    for k in _fusion_unused_layout(model):
+        t = sd.pop(k)
+        if k.endswith("base_mask") and not bool((t == 1).all()):
+            bad = int((t != 1).sum())
+            raise OfficialLayoutError(f"frozen LDC mask {k!r} is not all ones ({bad} of {t.numel()} values differ): "
+                                      "the released code multiplies that LDC's weight by it, our model cannot hold it")
+    return sd
+
+
 def from_official(arch: str, preset: str, checkpoint: Union[str, os.PathLike, Mapping[str, Any]],
                   device: Union[str, torch.device] = "cpu") -> nn.Module:
     """Our ``arch:preset`` model holding an official checkpoint (path or state dict), in eval mode.
@@ -440,7 +526,11 @@ def from_official(arch: str, preset: str, checkpoint: Union[str, os.PathLike, Ma
     otherwise :class:`OfficialLayoutError` names the first key that does not fit and the preset it fits.
     The switches of :func:`official_format` are applied (RNAN: ``nonlocal_softmax_dim="query"``, the official
     softmax over dim=1, and ``img_range=255``: feed [0, 255] images, or use ``restore_tensor(...,
-    pixel_range=official_format(arch, preset).pixel_range)``).
+    pixel_range=official_format(arch, preset).pixel_range)``; FusionMamba: the released wiring, gate, input
+    residual and DVSS state size). FusionMamba's frozen LDC ``base_mask`` tensors (38 in the full-size model, 22
+    in the tiny one) must be all ones (an :class:`OfficialLayoutError` names the first that is not) and are
+    dropped with the 4 never-called ``Differential_enhance.lastconv`` convolutions; the released
+    ``model(vis, ir)`` is our ``model(ir, vis)``.
     """
     official_format(arch, preset)  # raises for unknown formats
     sd, note = read_official_checkpoint(checkpoint)
@@ -449,6 +539,8 @@ def from_official(arch: str, preset: str, checkpoint: Union[str, os.PathLike, Ma
     model = _build(arch, preset)
     if _has_meanshift(arch, model):
         sd = _fold_meanshift(model, sd)
+    if arch == "fusion_mamba":
+        sd = _drop_fusion_unused(model, sd)
     ours = {}
     for e in _entries(arch, model):
         ours[e.ours] = e.to_ours(sd[e.official])
@@ -457,11 +549,14 @@ def from_official(arch: str, preset: str, checkpoint: Union[str, os.PathLike, Ma
     return model.to(device).eval()
 
 
-def to_official(model: nn.Module) -> StateDict:
+def to_official(model: nn.Module, complete: bool = True) -> StateDict:
     """``model``'s weights in the official layout (a plain state dict the official code loads strictly).
 
     Round trip: ``to_official(from_official(a, p, sd))`` equals ``sd`` exactly (RNAN SR: when its MeanShift
     convs are the untouched identity ones; drifted ones come back folded, see the module docstring).
+    FusionMamba: ``complete=True`` adds the official-only entries the released module needs to load strictly,
+    all-ones ``base_mask`` tensors (as every released file holds) and zero ``lastconv`` convolutions (never
+    called, so their values, which are not kept, change nothing); ``complete=False`` leaves those 46 out.
     """
     arch = arch_of(model)
     sd = model.state_dict()
@@ -475,6 +570,9 @@ def to_official(model: nn.Module) -> StateDict:
         out[e.official] = e.to_official(sd[e.ours].detach().cpu()).clone()
     if _has_meanshift(arch, model):
         out["add_mean.weight"], out["add_mean.bias"] = eye.clone(), mean.clone()
+    if arch == "fusion_mamba" and complete:
+        for k, shape in _fusion_unused_layout(model).items():
+            out[k] = torch.ones(shape) if k.endswith("base_mask") else torch.zeros(shape)
     return out
 
 
@@ -489,6 +587,7 @@ class CheckpointReport:
     n_tensors: int
     n_params: int
     matches: Tuple[LayoutMatch, ...]
+    unused: Tuple[Tuple[str, int, int], ...] = ()   # (what, tensors, values) not loaded, for the first exact fit
 
     @property
     def exact(self) -> List[OfficialFormat]:
@@ -496,6 +595,11 @@ class CheckpointReport:
 
     def summary(self) -> str:
         lines = [f"entry used: {self.note}", f"tensors: {self.n_tensors}", f"parameters: {self.n_params:,}"]
+        if self.exact and self.unused:
+            kept = self.n_params - sum(n for _, _, n in self.unused)
+            lines.append(f"  = {kept:,} loaded into {self.exact[0].name}"
+                         + "".join(f" + {n:,} in {t} {what}" for what, t, n in self.unused))
+            lines.append("  (the latter are not loaded: " + "; ".join(_UNUSED_WHY[w] for w, _, _ in self.unused) + ")")
         if self.exact:
             for fmt in self.exact:
                 lines.append(f"fits: {fmt.name}  (official: {fmt.source}; pixel range [0, {fmt.pixel_range:g}])")
@@ -508,10 +612,34 @@ class CheckpointReport:
         return "\n".join(lines)
 
 
+_UNUSED_WHY = {
+    "frozen all-ones LDC base_mask tensors": "each base_mask is a frozen Parameter of ones that multiplies its LDC "
+                                             "weight, checked to be all ones and dropped",
+    "Differential_enhance.lastconv tensors": "the 1x1 lastconv of each DFFM's Differential_enhance is built and never "
+                                             "called",
+}
+
+
+def _unused_breakdown(sd: Mapping[str, Tensor], fmt: OfficialFormat) -> Tuple[Tuple[str, int, int], ...]:
+    """Official-only entries of ``sd`` our model does not hold (FusionMamba), grouped: (what, tensors, values)."""
+    if fmt.arch != "fusion_mamba":
+        return ()
+    groups: Dict[str, List[int]] = {}
+    for k in _fusion_unused_layout(_build(fmt.arch, fmt.preset, device="meta")):
+        what = ("frozen all-ones LDC base_mask tensors" if k.endswith("base_mask")
+                else "Differential_enhance.lastconv tensors")
+        g = groups.setdefault(what, [0, 0])
+        g[0] += 1
+        g[1] += sd[k].numel()
+    return tuple((w, t, n) for w, (t, n) in groups.items())
+
+
 def inspect_checkpoint(checkpoint: Union[str, os.PathLike, Mapping[str, Any]]) -> CheckpointReport:
     """Name the architecture / preset(s) an official checkpoint fits (by key layout) and count its parameters.
 
     The parameter count is over all stored tensors (RNAN SR's 24 MeanShift values included).
     """
     sd, note = read_official_checkpoint(checkpoint)
-    return CheckpointReport(note, len(sd), sum(t.numel() for t in sd.values()), tuple(match_layout(sd)))
+    matches = tuple(match_layout(sd))
+    unused = _unused_breakdown(sd, matches[0].fmt) if matches and matches[0].exact else ()
+    return CheckpointReport(note, len(sd), sum(t.numel() for t in sd.values()), matches, unused)
