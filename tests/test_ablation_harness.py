@@ -64,7 +64,7 @@ def test_quick_profile_is_a_smoke_run_without_calls(result):
 def test_calls_use_the_paired_95_interval(result):
     """The same runs read as a study profile: per row the per-seed differences to the reference, their mean and
     Student-t interval (t = 12.706 for 2 seeds); the call follows the interval and the paper's sign."""
-    study = dataclasses.replace(result, profile="cpu")
+    study = dataclasses.replace(result, profile="cpu", baselines={})  # no baseline to beat: calls are made
     rows = study.rows()
     for r in rows:
         if r["variant"] == "full":
@@ -86,6 +86,17 @@ def test_calls_use_the_paired_95_interval(result):
     counts = study.agreement_counts()
     assert sum(counts.values()) == 3  # three rows with a paper difference
     assert "ours Δ [95% CI]" in repr(study.table())
+
+
+def test_no_calls_while_the_reference_is_below_its_baseline(result):
+    """Two training steps leave the tiny model far below bicubic: its differences mean nothing, so a study
+    profile makes no call and the table says why."""
+    study = dataclasses.replace(result, profile="cpu")
+    assert study.learned is False and not study.makes_calls
+    assert all(r["call"] is None for r in study.rows())
+    assert "below baseline" in repr(study.table())
+    ahead = dataclasses.replace(study, baselines={"bicubic": {"PSNR": 1.0, "SSIM": 0.0}})
+    assert ahead.learned is True and any(r["call"] is not None for r in ahead.rows())
 
 
 def test_baselines_are_scored_on_the_same_validation_set(result):

@@ -189,3 +189,19 @@ def test_atomically_written_results_are_readable_like_plain_files(tmp_path):
     plain = tmp_path / "plain.txt"
     plain.write_text("x")
     assert (path.stat().st_mode & 0o777) == (plain.stat().st_mode & 0o777) == 0o666 & ~current_umask()
+
+
+def test_no_calls_when_the_reference_does_not_beat_its_baseline(tmp_path):
+    from restore_core.book.results import annotate_calls, beats_baselines
+
+    rows = [_row("four", 38.57, None, seeds=[30.0, 30.1, 29.9]), _row("one", 38.53, None, seeds=[29.5, 29.6, 29.4])]
+    assert beats_baselines(rows, {"bicubic": {"PSNR": 29.0}}, "four") is True
+    assert beats_baselines(rows, {"bicubic": {"PSNR": 31.0}}, "four") is False
+    assert beats_baselines(rows, None, "four") is None
+    assert annotate_calls(rows, "four", "cpu", baselines={"bicubic": {"PSNR": 29.0}})[1]["call"] == "agrees"
+    below = annotate_calls(rows, "four", "cpu", baselines={"bicubic": {"PSNR": 31.0}})[1]
+    assert below["call"] is None and below["ours_delta_ci95"] is not None  # the interval is still reported
+    fusion = [dict(_row("full", None, v, metric=m)) for m, v in zip("ABCDEF", (2, 2, 2, 0, 0, 0))]
+    assert beats_baselines(fusion, {"mean": dict(zip("ABCDEF", [1] * 6))}, "full") is True   # 3 of 6
+    fusion[2]["ours"] = 0
+    assert beats_baselines(fusion, {"mean": dict(zip("ABCDEF", [1] * 6))}, "full") is False  # 2 of 6

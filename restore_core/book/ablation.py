@@ -24,6 +24,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ..profiles import CALL_PROFILES
-from .results import annotate_calls, load_results, save_results
+from .results import annotate_calls, beats_baselines, load_results, save_results
 
 
 @dataclass
@@ -85,8 +86,16 @@ class AblationResult:
 
     @property
     def makes_calls(self) -> bool:
-        """Whether this profile's numbers are compared with the paper's (the quick profile is a smoke run)."""
-        return self.profile in CALL_PROFILES
+        """Whether calls are made: a study profile (the quick profile is a smoke run) whose reference variant beats
+        the trivial baselines."""
+        return self.profile in CALL_PROFILES and self.learned is not False
+
+    @property
+    def learned(self) -> Optional[bool]:
+        """Whether the reference variant beats every trivial baseline (None without baselines); see
+        :func:`restore_core.book.results.beats_baselines`."""
+        rows = [{"variant": s["variant"], "metric": m, "ours": s[m]} for s in self.summary() for m in self.metrics]
+        return beats_baselines(rows, self.baselines, self.reference)
 
     def margins(self) -> Dict[str, Dict[str, float]]:
         """Per metric, the reference variant's mean minus each baseline's value (positive = the model is better
@@ -121,7 +130,7 @@ class AblationResult:
                              "metric": m, "paper": None if paper is None else float(paper),
                              "ours": float(s[m]), "ours_std": s[f"{m}_std"], "seeds": self.values(v.name, m),
                              "seed_ids": self.seeds(v.name), "params": s["params"]})
-        return annotate_calls(rows, self.reference, self.profile)
+        return annotate_calls(rows, self.reference, self.profile, baselines=self.baselines)
 
     def agreement_counts(self) -> Dict[str, int]:
         """Calls over the rows with a paper difference: agree / disagree / unresolved (all 0 for a smoke run)."""
@@ -156,8 +165,10 @@ class AblationResult:
                 delta += f" [{lo:+.{d}f}, {hi:+.{d}f}]"
             if r["variant"] == self.reference:
                 call = "(reference)"
-            elif not self.makes_calls:
+            elif self.profile not in CALL_PROFILES:
                 call = "smoke run"
+            elif not self.makes_calls:
+                call = "below baseline"
             else:
                 call = r["call"] or "– (no paper Δ)"
             body.append([r["variant"], f"{r['params']:,}", r["metric"], fmt(r["paper"]), ours,
@@ -269,6 +280,18 @@ class _HTMLTable:
         return "\n".join(lines)
 
 
+DRY_RUN_ENV = "RESTORE_CORE_DRY_RUN"
+# a dry run executes a profile's whole path (its model presets, data layout, every variant and seed) for two steps
+# on small patches and one validation image: it checks that the path runs, not what it measures
+DRY_RUN_OVERRIDES = ("train.total_iter=2", "datasets.train.patch_size=32", "datasets.train.batch_size_per_gpu=1",
+                     "val.max_images=1")
+
+
+def dry_run_active() -> bool:
+    """Whether this process runs a dry run (``restore-core book run --dry-run`` sets ``RESTORE_CORE_DRY_RUN``)."""
+    return bool(os.environ.get(DRY_RUN_ENV))
+
+
 def load_full(chapter: str, out_dir: Any = None) -> Optional[Dict[str, Any]]:
     """The stored full-profile results of ``chapter``, or None when the full profile has not been run."""
     return load_results(chapter, "full", out_dir)
@@ -376,6 +399,9 @@ def run_ablation(config: str, variants: Sequence[Variant], *, arch: str, preset:
     if keep_models and nproc > 1:
         raise ValueError("keep_models needs in-process runs (nproc 1): torchrun runs leave their weights in "
                          "their experiment folders' checkpoints")
+    if dry_run_active():
+        overrides = [*overrides, *DRY_RUN_OVERRIDES]
+        curve_points = min(curve_points, 2)
     base = load_config(config, profile=profile, overrides=list(overrides))
     if base.train.total_iter <= 0:
         raise ValueError(f"train.total_iter must be positive, got {base.train.total_iter}")

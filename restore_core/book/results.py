@@ -75,13 +75,17 @@ def save_results(chapter: str, profile: str, *, paper: str, table: str, scale: s
     """
     target = Path(out_dir) if out_dir is not None else results_out_dir()
     prov = provenance(device)
-    if str(prov.get("commit", "")).endswith("+dirty") and profile != "quick":
+    if str(prov.get("commit", "")).endswith("+dirty") and profile != "quick" and not os.environ.get("RESTORE_CORE_DRY_RUN"):
         allowed = bool(os.environ.get("RESTORE_CORE_ALLOW_DIRTY"))
         if not allowed and target.resolve() == RESULTS_DIR.resolve():
             raise ValueError(f"{profile}-profile results go to {RESULTS_DIR} only from a committed tree (the "
                              f"tree has uncommitted changes); commit first, write them elsewhere (out_dir), or "
                              f"run `restore-core book run --allow-dirty`, which records it")
         prov["dirty_tree_allowed"] = allowed
+    if os.environ.get("RESTORE_CORE_DRY_RUN"):
+        if target.resolve() == RESULTS_DIR.resolve():
+            raise ValueError(f"a dry run's results never go to {RESULTS_DIR}: set RESTORE_CORE_RESULTS_OUT or out_dir")
+        prov["dry_run"] = True
     doc: Dict[str, Any] = {"chapter": chapter, "paper": paper, "table": table, "profile": profile,
                            "scale": scale, "rows": rows, "provenance": prov}
     if reference_variant is not None:
@@ -184,15 +188,43 @@ def call_from_interval(ci: Optional[Sequence[float]], paper_delta: Optional[floa
     return "agrees" if ours_positive == (paper_delta > 0) else "disagrees"
 
 
+def beats_baselines(rows: Sequence[Dict[str, Any]], baselines: Optional[Dict[str, Dict[str, Any]]],
+                    reference_variant: str) -> Optional[bool]:
+    """Whether the reference variant's mean beats every trivial baseline (None when there are no baselines).
+
+    All the tables' metrics are higher-is-better. With one or two metrics (PSNR, SSIM) the first decides; with more
+    (fusion's EN, SD, SF, MI, VIF, Qabf) the reference must beat every baseline on at least half of them.
+    """
+    ours: Dict[str, float] = {}
+    for r in rows:
+        if r["variant"] == reference_variant and r.get("ours") is not None:
+            ours.setdefault(r["metric"], float(r["ours"]))
+    if not baselines or not ours:
+        return None
+
+    def wins(metric: str) -> bool:
+        return all(ours[metric] > float(v[metric]) for v in baselines.values()
+                   if isinstance(v.get(metric), (int, float)))
+
+    metrics = list(ours)
+    if len(metrics) > 2:
+        return 2 * sum(wins(m) for m in metrics) >= len(metrics)
+    return wins(metrics[0])
+
+
 def annotate_calls(rows: Sequence[Dict[str, Any]], reference_variant: str, profile: str,
-                   level: float = 0.95) -> List[Dict[str, Any]]:
+                   level: float = 0.95, baselines: Optional[Dict[str, Dict[str, Any]]] = None
+                   ) -> List[Dict[str, Any]]:
     """Per row: the paired difference to the reference variant over seeds, its interval, and the call.
 
     Adds ``paper_delta``, ``ours_delta`` (mean of the per-seed differences), ``ours_delta_ci95`` ([lo, hi] or
     None), ``call`` and ``agrees`` (True / False for "agrees" / "disagrees", else None). Rows pair by
-    ``seed_ids`` when both rows have them, else by position in ``seeds``. The quick profile is a smoke run and
-    makes no calls (``call`` None); rows without per-seed values fall back to the difference of the means.
+    ``seed_ids`` when both rows have them, else by position in ``seeds``. No calls are made (``call`` None) by the
+    quick profile, a smoke run, nor when the reference variant does not beat the trivial ``baselines``
+    (:func:`beats_baselines`): differences between models that have not learned the task mean nothing. Rows
+    without per-seed values fall back to the difference of the means.
     """
+    calls_allowed = profile in CALL_PROFILES and beats_baselines(rows, baselines, reference_variant) is not False
     ref = {(r["dataset"], r["metric"]): r for r in rows if r["variant"] == reference_variant}
     out = []
     for r in rows:
@@ -207,7 +239,7 @@ def annotate_calls(rows: Sequence[Dict[str, Any]], reference_variant: str, profi
                 r2["ours_delta"], r2["ours_delta_ci95"] = paired_interval(diffs, level)
             else:
                 r2["ours_delta"] = float(r["ours"]) - float(base["ours"])
-            if profile in CALL_PROFILES:
+            if calls_allowed:
                 r2["call"] = call_from_interval(r2["ours_delta_ci95"], r2["paper_delta"])
                 r2["agrees"] = {"agrees": True, "disagrees": False}.get(r2["call"])
         out.append(r2)

@@ -108,7 +108,7 @@ def _annotated_rows(doc: Dict[str, Any]) -> List[Dict[str, Any]]:
     ref = doc.get("reference_variant")
     if ref is None:
         return [dict(r, agrees=None, call=None) for r in doc["rows"]]
-    return annotate_calls(doc["rows"], ref, doc["profile"])
+    return annotate_calls(doc["rows"], ref, doc["profile"], baselines=doc.get("baselines"))
 
 
 def scoreboard_rows(docs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:

@@ -33,6 +33,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
     r.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds (default: none)")
     r.add_argument("--toc", default=None, help="table of contents (default: the repository's _toc.yml)")
     r.add_argument("--log-output", action="store_true", help="echo the notebooks' output while they run")
+    r.add_argument("--dry-run", action="store_true",
+                   help="execute the profile's whole path with 2 training steps per run on small patches; results "
+                        "to a temporary folder, marked dry_run (checks that a cpu/full run will go through)")
     r.add_argument("--allow-dirty", action="store_true",
                    help="cpu/full profiles: run although tracked files have uncommitted changes (the results' "
                         "provenance records it)")
@@ -52,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         run_book(profile=args.profile, chapters=args.chapters, device=args.device, seed=args.seed,
                  out_dir=args.out_dir, nproc=args.nproc, toc=args.toc or REPO_ROOT / "_toc.yml",
-                 log_output=args.log_output, execution_timeout=args.timeout, allow_dirty=args.allow_dirty)
+                 log_output=args.log_output, execution_timeout=args.timeout, allow_dirty=args.allow_dirty,
+                 dry_run=args.dry_run)
     except ChapterFailed as exc:
         raise CLIError(str(exc)) from None
     return 0
