@@ -86,14 +86,15 @@ class _TritonScan(torch.autograd.Function):
         groups = B.shape[1] if B.dim() == 4 else 1
         if (C.shape[1] if C.dim() == 4 else 1) != groups:
             raise ValueError("backend 'triton' needs B and C with the same number of groups")
-        io_dtype = u.dtype if u.dtype in (torch.float32, torch.bfloat16, torch.float16) else torch.float32
+        io_dtype = _io_dtype(u)
         T = CHECKPOINT_EVERY
         n_chunks = max(1, -(-length // T))
         bd = _block_d(d // groups)
         block_n = max(triton_next_pow2(n), 2)
-        u_t, dt_t = _time_major(u.to(io_dtype)), _time_major(delta.to(io_dtype))
-        z_t = _time_major(z.to(io_dtype)) if z is not None else None
-        B_t, C_t = _bc_time_major(B.to(io_dtype)), _bc_time_major(C.to(io_dtype))
+        # each input keeps its own dtype (autocast mixes bfloat16 activations with float32 ones); float64 -> float32
+        u_t, dt_t = _time_major(u.to(io_dtype)), _time_major(delta.to(_io_dtype(delta)))
+        z_t = _time_major(z.to(_io_dtype(z))) if z is not None else None
+        B_t, C_t = _bc_time_major(B.to(_io_dtype(B))), _bc_time_major(C.to(_io_dtype(C)))
         A_c = A.float().contiguous()
         D_c = D.float().contiguous() if D is not None else None
         bias_c = delta_bias.float().contiguous() if delta_bias is not None else None
@@ -161,6 +162,11 @@ class _TritonScan(torch.autograd.Function):
                 None if z is None else back(dz, z),
                 None if delta_bias is None else dbias.sum(0).to(delta_bias[0]),
                 None, None)
+
+
+def _io_dtype(t: Tensor) -> torch.dtype:
+    """The dtype a tensor is read in: its own if the kernels load it (float32/bfloat16/float16), else float32."""
+    return t.dtype if t.dtype in (torch.float32, torch.bfloat16, torch.float16) else torch.float32
 
 
 def _or(t: Optional[Tensor], fallback: Tensor) -> Tensor:
