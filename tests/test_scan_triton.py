@@ -89,6 +89,19 @@ def test_half_precision_inputs_compute_in_float32(short_chunks, dtype):
 
 
 @kernel_test
+def test_mixed_dtypes_as_under_autocast(short_chunks):
+    """bfloat16 u, z, B, C (autocast's Linear outputs) beside float32 delta, A, D, delta_bias: each is read in its
+    own dtype, and each gradient comes back in its input's dtype."""
+    args = mamba_inputs(1, 4, 20, 4, 2, torch.float32)
+    for i in (0, 3, 4, 6):
+        args[i] = args[i].to(torch.bfloat16)
+    got = run("triton", on_device(args))
+    want = run("ref", [a.float() for a in args])
+    assert [g.dtype for g in got[2:]] == [a.dtype for a in args]
+    assert_close(cpu(got), want, 2e-2)
+
+
+@kernel_test
 def test_optional_arguments_absent_and_no_softplus(short_chunks):
     u, delta, A, B, C, _, _, _ = mamba_inputs(1, 4, 19, 4, 1, torch.float32, grouped=False)
     args = [u, delta.abs(), A, B, C]
