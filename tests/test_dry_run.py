@@ -44,3 +44,27 @@ def test_mark_dry_run(tmp_path):
     (tmp_path / "sub" / "b.json").write_text(json.dumps({"dry_run": True}))
     assert [p.name for p in mark_dry_run(tmp_path)] == ["a.full.json"]
     assert json.loads((tmp_path / "a.full.json").read_text()) == {"rows": [], "dry_run": True}
+
+
+def test_cli_dry_run_wires_environment_and_marks_results(tmp_path, monkeypatch):
+    """`restore-core book run --profile full --dry-run`: run_book sees the dry-run environment, writes into the
+    dry-run folder (no scoreboard, executed notebooks there too), and its results come back marked."""
+    from restore_core.book import runner
+    from restore_core.cli import main
+
+    seen = {}
+
+    def fake_run_book(**kw):
+        seen.update(kw, dry=is_dry_run(), cfg=load_config("rnan/color_dn", profile="full"))
+        (kw["out_dir"] / "ablation_rnan.full.json").write_text(json.dumps({"rows": [1]}))
+        return []
+
+    monkeypatch.setattr(runner, "run_book", fake_run_book)
+    assert main(["book", "run", "--dry-run", "--chapters", "04"]) == 2           # needs --profile full
+    assert main(["book", "run", "--profile", "full", "--dry-run", "--chapters", "04",
+                 "--out-dir", str(tmp_path)]) == 0
+    assert seen["dry"] and seen["profile"] == "full" and seen["device"] == "cpu" and seen["scoreboard"] is False
+    assert seen["executed_dir"] == tmp_path / "executed" and seen["chapters"] == ["04"]
+    assert seen["cfg"].train.total_iter == 2 and seen["cfg"].data_root == str((tmp_path / "data").resolve())
+    assert json.loads((tmp_path / "results" / "ablation_rnan.full.json").read_text())["dry_run"] is True
+    assert not is_dry_run()

@@ -225,13 +225,14 @@ def run_book(profile: str = "quick", chapters: Optional[Sequence[str]] = None, d
              toc: os.PathLike = REPO_ROOT / "_toc.yml", kernel: str = "python3", log_output: bool = False,
              execution_timeout: Optional[int] = None, scoreboard: bool = True,
              results_dir: Optional[os.PathLike] = None, scoreboard_path: Optional[os.PathLike] = None,
-             progress: bool = True, echo=print) -> List[ChapterTiming]:
+             progress: bool = True, echo=print, executed_dir: Optional[os.PathLike] = None) -> List[ChapterTiming]:
     """Execute the book's chapters (all of ``_toc.yml``, or those named in ``chapters``) and regenerate the
     scoreboard; returns the per-chapter timings (also printed as a summary table).
 
     profile: "quick" (CPU, in place) or "full" (GPU profile, into _build/executed/full/ next to the toc).
     device, seed, out_dir: chapter parameters (``out_dir`` is where chapters store what they write).
     nproc: processes for chapters' training under torchrun (see the module docstring).
+    executed_dir: where non-quick profiles' executed notebooks go (default ``_build/executed`` next to the toc).
     Stops at the first failing chapter with :class:`ChapterFailed` naming it.
     """
     from tqdm.auto import tqdm
@@ -243,7 +244,7 @@ def run_book(profile: str = "quick", chapters: Optional[Sequence[str]] = None, d
     if nproc < 1:
         raise ValueError(f"nproc must be >= 1, got {nproc}")
     toc = Path(toc)
-    executed_dir = toc.parent / "_build" / "executed"
+    executed_dir = Path(executed_dir) if executed_dir is not None else toc.parent / "_build" / "executed"
     todo = select_chapters(toc_chapters(toc), chapters)
     if not todo:
         echo(f"no notebook chapters listed in {toc}")

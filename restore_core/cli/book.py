@@ -30,6 +30,11 @@ def register(sub: "argparse._SubParsersAction") -> None:
     r.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds (default: none)")
     r.add_argument("--toc", default=None, help="table of contents (default: the repository's _toc.yml)")
     r.add_argument("--log-output", action="store_true", help="echo the notebooks' output while they run")
+    r.add_argument("--dry-run", action="store_true",
+                   help="with --profile full: every chapter's full path on stand-in data (generated dataset folders "
+                        "laid out as the real ones, paper presets at full size, 2 steps on small patches), on the "
+                        "CPU unless --device says otherwise; results and executed notebooks go to --out-dir (default "
+                        "a new temporary folder), are marked dry_run, and the scoreboard is left alone")
     r.set_defaults(func=run)
 
     s = bsub.add_parser("scoreboard", help="write book/_generated/scoreboard.md from book/results/*.json",
@@ -43,12 +48,43 @@ def run(args: argparse.Namespace) -> int:
     from ..book.runner import REPO_ROOT, ChapterFailed, run_book
     from . import CLIError
 
+    if getattr(args, "dry_run", False):
+        return _dry_run(args)
     try:
         run_book(profile=args.profile, chapters=args.chapters, device=args.device, seed=args.seed,
                  out_dir=args.out_dir, nproc=args.nproc, toc=args.toc or REPO_ROOT / "_toc.yml",
                  log_output=args.log_output, execution_timeout=args.timeout)
     except ChapterFailed as exc:
         raise CLIError(str(exc)) from None
+    return 0
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from ..book.dry_run import dry_run, mark_dry_run
+    from ..book.runner import REPO_ROOT, ChapterFailed, run_book
+    from . import CLIError
+
+    if args.profile != "full":
+        raise CLIError("--dry-run rehearses the full profile: add --profile full")
+    root = Path(args.out_dir) if args.out_dir else Path(tempfile.mkdtemp(prefix="restore_core_dry_run_"))
+    results = root / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    print(f"dry run of the full profile in {root} (stand-in data in {root / 'data'})")
+    try:
+        with dry_run(root):
+            run_book(profile="full", chapters=args.chapters, device=args.device or "cpu", seed=args.seed,
+                     out_dir=results, nproc=args.nproc, toc=args.toc or REPO_ROOT / "_toc.yml",
+                     log_output=args.log_output, execution_timeout=args.timeout, scoreboard=False,
+                     executed_dir=root / "executed")
+    except ChapterFailed as exc:
+        raise CLIError(str(exc)) from None
+    finally:
+        marked = mark_dry_run(results)
+        print(f"dry run: {len(marked)} result file(s) in {results} marked dry_run; executed notebooks in "
+              f"{root / 'executed'}")
     return 0
 
 
