@@ -90,7 +90,7 @@ class _TritonScan(torch.autograd.Function):
         T = CHECKPOINT_EVERY
         n_chunks = max(1, -(-length // T))
         bd = _block_d(d // groups)
-        block_n = max(triton_next_pow2(n), 2)
+        block_n = max(_next_pow2(n), 2)
         # each input keeps its own dtype (autocast mixes bfloat16 activations with float32 ones); float64 -> float32
         u_t, dt_t = _time_major(u.to(io_dtype)), _time_major(delta.to(_io_dtype(delta)))
         z_t = _time_major(z.to(_io_dtype(z))) if z is not None else None
@@ -115,7 +115,7 @@ class _TritonScan(torch.autograd.Function):
         if save:
             ctx.save_for_backward(u_t, dt_t, A_c, B_t, C_t, D_c, z_t, bias_c, ckpt)
         ctx.meta = (bool(delta_softplus), nb, d, length, n, groups, n_chunks, bd, block_n)
-        ctx.like = tuple(None if t is None else (t.dtype, t.dim()) for t in (u, delta, A, B, C, D, z, delta_bias))
+        ctx.specs = tuple(None if t is None else (t.dtype, t.dim()) for t in (u, delta, A, B, C, D, z, delta_bias))
         return out_t.transpose(1, 2).contiguous().to(u.dtype), last.to(u.dtype)
 
     @staticmethod
@@ -123,7 +123,7 @@ class _TritonScan(torch.autograd.Function):
         k = load()
         u_t, dt_t, A_c, B_t, C_t, D_c, z_t, bias_c, ckpt = ctx.saved_tensors
         softplus, nb, d, length, n, groups, n_chunks, bd, block_n = ctx.meta
-        u, delta, A, B, C, D, z, delta_bias = ctx.like
+        u, delta, A, B, C, D, z, delta_bias = ctx.specs  # (dtype, dim) of each input, or None
         dev = u_t.device
         f32 = dict(dtype=torch.float32, device=dev)
         if dout is None:
@@ -150,12 +150,12 @@ class _TritonScan(torch.autograd.Function):
             for t in (dA, dD, dbias):
                 t.zero_()
 
-        def back(g: Tensor, like) -> Tensor:
-            return g.transpose(1, 2).to(like[0])                                         # (Bt, D, L)
+        def back(g: Tensor, spec) -> Tensor:
+            return g.transpose(1, 2).to(spec[0])                                         # (Bt, D, L)
 
-        def back_bc(g: Tensor, like) -> Tensor:
+        def back_bc(g: Tensor, spec) -> Tensor:
             g = g.permute(0, 2, 3, 1)                                                    # (Bt, G, N, L)
-            return (g.squeeze(1) if like[1] == 3 else g).to(like[0])
+            return (g.squeeze(1) if spec[1] == 3 else g).to(spec[0])
 
         return (back(du, u), back(dd, delta), dA.sum(0).to(A[0]), back_bc(dB, B), back_bc(dC, C),
                 None if D is None else dD.sum(0).to(D[0]),
@@ -174,7 +174,7 @@ def _or(t: Optional[Tensor], fallback: Tensor) -> Tensor:
     return fallback if t is None else t
 
 
-def triton_next_pow2(n: int) -> int:
+def _next_pow2(n: int) -> int:
     p = 1
     while p < n:
         p *= 2
