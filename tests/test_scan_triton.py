@@ -177,6 +177,7 @@ def test_availability_rules(monkeypatch):
 def test_clear_errors_without_triton_or_device(monkeypatch):
     args = mamba_inputs(1, 2, 5, 4, 1, torch.float32, grouped=False)
     monkeypatch.setenv("TRITON_INTERPRET", "0")
+    monkeypatch.setattr(triton_scan, "installed", lambda: True)
     with pytest.raises(RuntimeError, match="CUDA tensors"):
         triton_scan.selective_scan_triton(*args)
     monkeypatch.setattr(triton_scan, "installed", lambda: False)
