@@ -9,7 +9,9 @@ vectorised-exp throughput, the bytes the scan must move and B·D·L·N exps at t
 shared machines swing 2-3x, the report is read as ratios measured side by side (speed-up vs "ref", vs pscan,
 gap to the floors). The "ref" backend steps with ``unbind()``, so its backward is linear in L: speed-ups are
 never quoted against a loop with a quadratic backward. Methods whose estimated memory exceeds ``--max-mem-gb``
-are skipped and reported as such. Explained in the chapter "Selective scan and scanning images".
+are skipped and reported as such. ``--device cuda`` times the GPU backends the same way (CUDA-synchronised
+medians; peak memory from torch's allocator instead of the process RSS; the floors from a GPU copy and
+``torch.exp``). Explained in the chapter "Selective scan and scanning images".
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -58,7 +60,8 @@ CONFIGS: Dict[str, ScanConfig] = {
 }
 
 # Estimated peak bytes per method as a multiple of one float32 (B, D, L, N) tensor (measured on config (a)).
-_MEM_FACTOR = {"ref": (4, 10), "chunked": (8, 20), "pscan": (4, 9), "native": (0, 0)}
+_MEM_FACTOR = {"ref": (4, 10), "chunked": (8, 20), "pscan": (4, 9), "native": (0, 0), "triton": (0, 0),
+               "cuda": (0, 0)}
 
 
 def mamba_inputs(cfg: ScanConfig, dtype: torch.dtype = torch.float32, seed: int = 0) -> Dict[str, Tensor]:
@@ -121,33 +124,45 @@ def _rss(field: str) -> int:
     return 0
 
 
-def _median_ms(fn: Callable[[], object], repeats: int, warmup: bool = True) -> float:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_ms(fn: Callable[[], object], repeats: int, warmup: bool = True, device: Any = "cpu") -> float:
+    """Median wall time of ``fn`` in ms; on CUDA each call is synchronised before the clock stops."""
+    device = torch.device(device)
     if warmup:
         fn()  # the one-time build / allocation
     times = []
     for _ in range(repeats):
+        _sync(device)
         t0 = time.perf_counter()
         fn()
+        _sync(device)
         times.append(time.perf_counter() - t0)
     return 1e3 * statistics.median(times)
 
 
-def measure_bandwidth(mbytes: int = 256, repeats: int = 5) -> float:
+def measure_bandwidth(mbytes: int = 256, repeats: int = 5, device: Any = "cpu") -> float:
     """Memory bandwidth in GB/s from a large tensor copy (read + write counted)."""
-    src = torch.ones(mbytes * 2 ** 20 // 4)
+    src = torch.ones(mbytes * 2 ** 20 // 4, device=device)
     dst = torch.empty_like(src)
-    ms = _median_ms(lambda: dst.copy_(src), repeats)
+    ms = _median_ms(lambda: dst.copy_(src), repeats, device=device)
     return 2 * src.numel() * 4 / (ms * 1e-3) / 1e9
 
 
-def measure_exp_rate(repeats: int = 5) -> Dict[str, float]:
-    """exp throughput (1e9/s): the native kernel's vectorised exp (register-resident, all threads: the floor)
-    and torch.exp (on a 4 MB array)."""
+def measure_exp_rate(repeats: int = 5, device: Any = "cpu") -> Dict[str, float]:
+    """exp throughput (1e9/s): the native kernel's vectorised exp (register-resident, all threads: the floor;
+    CPU only) and torch.exp (on a 4 MB array; 256 MB on a GPU)."""
     out: Dict[str, float] = {}
-    x = -10 * torch.rand(1 << 20)
+    gpu = torch.device(device).type == "cuda"
+    x = -10 * torch.rand(1 << (26 if gpu else 20), device=device)
     y = torch.empty_like(x)
-    ms = _median_ms(lambda: torch.exp(x, out=y), repeats)
+    ms = _median_ms(lambda: torch.exp(x, out=y), repeats, device=device)
     out["torch_exp"] = x.numel() / (ms * 1e-3) / 1e9
+    if gpu:
+        return out
     try:
         from .ssm import native
         ext = native.load() if native.is_available() else None
@@ -161,9 +176,9 @@ def measure_exp_rate(repeats: int = 5) -> Dict[str, float]:
     return out
 
 
-def _methods(names: Optional[Sequence[str]]) -> List[str]:
+def _methods(names: Optional[Sequence[str]], device: Any = "cpu") -> List[str]:
     from .ssm.scan import list_backends
-    u = torch.zeros(1, 1, 1)
+    u = torch.zeros(1, 1, 1, device=device)
     avail = [b for b in reversed(list_backends(u))]  # ref first
     if _pscan_fn() is not None:
         avail.append("pscan")
@@ -171,11 +186,16 @@ def _methods(names: Optional[Sequence[str]]) -> List[str]:
 
 
 def bench_config(cfg: ScanConfig, repeats: int, methods: Sequence[str], max_mem_gb: float,
-                 progress: Optional[Callable[[str], None]] = None) -> Dict[str, object]:
+                 progress: Optional[Callable[[str], None]] = None, device: Any = "cpu",
+                 dtype: torch.dtype = torch.float32) -> Dict[str, object]:
     """Time each method on one config; returns {"config", "methods": {name: {...}}, "check": ...}."""
     from .ssm.scan import selective_scan
 
-    inputs = mamba_inputs(cfg)
+    device = torch.device(device)
+    gpu = device.type == "cuda"
+    # A, D and delta_bias stay float32 (mamba-ssm's convention); u, delta, B, C take ``dtype``
+    inputs = {k: v.to(device, dtype if k in ("u", "delta", "B", "C") else torch.float32)
+              for k, v in mamba_inputs(cfg).items()}
     full_bytes = cfg.exps * 4
     rows: Dict[str, Dict[str, object]] = {}
     outputs: Dict[str, Tensor] = {}
@@ -206,13 +226,21 @@ def bench_config(cfg: ScanConfig, repeats: int, methods: Sequence[str], max_mem_
                 return y
 
             with torch.set_grad_enabled(grad):
-                base = _rss("VmRSS") if _rss_reset() else None
+                if gpu:
+                    _sync(device)
+                    torch.cuda.reset_peak_memory_stats(device)
+                    base = torch.cuda.memory_allocated(device)
+                else:
+                    base = _rss("VmRSS") if _rss_reset() else None
                 y = call()  # warm-up, and the peak-memory probe
-                if base is not None:
+                if gpu:
+                    _sync(device)
+                    row[mode + "_peak_extra_gb"] = (torch.cuda.max_memory_allocated(device) - base) / 1e9
+                elif base is not None:
                     row[mode + "_peak_extra_gb"] = max(_rss("VmHWM") - base, 0) / 1e9
-                row[mode + "_ms"] = _median_ms(call, repeats, warmup=False)
+                row[mode + "_ms"] = _median_ms(call, repeats, warmup=False, device=device)
             if not grad:
-                outputs[name] = y.detach()
+                outputs[name] = y.detach().float()
         rows[name] = row
     ref_name = "ref" if "ref" in outputs else ("native" if "native" in outputs else None)
     check = {}
@@ -246,9 +274,11 @@ def add_ratios(result: Dict[str, object], exp_rate: float, bandwidth: float) -> 
 def run_scan_benchmark(configs: Sequence[str] = ("a", "b", "c"), repeats: int = 5, threads: Optional[int] = None,
                        methods: Optional[Sequence[str]] = None, max_mem_gb: float = 6.0,
                        show_progress: bool = True,
-                       on_config: Optional[Callable[[Dict[str, object]], None]] = None) -> Dict[str, object]:
+                       on_config: Optional[Callable[[Dict[str, object]], None]] = None,
+                       device: Any = "cpu", dtype: str = "float32") -> Dict[str, object]:
     """The whole benchmark as a dict (see the module docstring); ``threads`` sets torch's (and OpenMP's).
-    ``on_config(report_so_far)`` is called after each config (the CLI saves partial results with it)."""
+    ``on_config(report_so_far)`` is called after each config (the CLI saves partial results with it).
+    ``device``: "cpu" or a CUDA device (GPU backends, allocator peaks); ``dtype``: the inputs' dtype name."""
     from tqdm.auto import tqdm
     from .provenance import provenance
 
@@ -261,13 +291,19 @@ def run_scan_benchmark(configs: Sequence[str] = ("a", "b", "c"), repeats: int = 
         if threads < 1:
             raise ValueError(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
-    names = _methods(methods)
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"--dtype must be float32, bfloat16 or float16, got {dtype!r}")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda needs a CUDA device (torch.cuda.is_available() is False)")
+    names = _methods(methods, device)
     if methods is not None:
         unknown = set(methods) - set(names)
         if unknown:
-            raise ValueError(f"method(s) not available here: {sorted(unknown)}; available: {_methods(None)}")
-    bandwidth = measure_bandwidth(repeats=repeats)
-    exp_rates = measure_exp_rate(repeats=repeats)
+            raise ValueError(f"method(s) not available here: {sorted(unknown)}; "
+                             f"available: {_methods(None, device)}")
+    bandwidth = measure_bandwidth(repeats=repeats, device=device)
+    exp_rates = measure_exp_rate(repeats=repeats, device=device)
     exp_rate = exp_rates.get("vector_exp", exp_rates["torch_exp"])
     results: Dict[str, object] = {}
 
@@ -277,11 +313,11 @@ def run_scan_benchmark(configs: Sequence[str] = ("a", "b", "c"), repeats: int = 
         except OSError:
             load = None
         return {
-            "benchmark": "selective_scan_cpu",
-            "provenance": provenance("cpu", threads=torch.get_num_threads(), load_average_1min=load,
+            "benchmark": f"selective_scan_{device.type}",
+            "provenance": provenance(device, threads=torch.get_num_threads(), load_average_1min=load,
                                      mambapy=_pscan_fn() is not None),
             "repeats": repeats,
-            "dtype": "float32",
+            "dtype": dtype,
             "inputs": "Mamba init: A=-(1..N), delta_bias=softplus^-1(log-uniform[1e-3,0.1]), delta_softplus, "
                       "D, no z",
             "max_mem_gb": max_mem_gb,
@@ -294,7 +330,8 @@ def run_scan_benchmark(configs: Sequence[str] = ("a", "b", "c"), repeats: int = 
     bar = tqdm(configs, desc="scan benchmark", disable=not show_progress)
     for c in bar:
         res = bench_config(CONFIGS[c], repeats, names, max_mem_gb,
-                           progress=lambda s: bar.set_postfix_str(f"{c}: {s}"))
+                           progress=lambda s: bar.set_postfix_str(f"{c}: {s}"), device=device,
+                           dtype=getattr(torch, dtype))
         add_ratios(res, exp_rate, bandwidth)
         results[c] = res
         if on_config is not None:
@@ -344,13 +381,17 @@ def add_scan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", default=None, help="comma-separated subset of backends and 'pscan'")
     p.add_argument("--max-mem-gb", type=float, default=6.0, help="skip methods estimated to need more")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON here")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]: time the GPU backends")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                   help="the inputs' dtype (the GPU backends compute in float32 either way)")
 
 
 def run_scan_from_args(args: argparse.Namespace) -> int:
     report = run_scan_benchmark(
         configs=[c for c in args.configs.split(",") if c], repeats=args.repeats, threads=args.threads,
         methods=None if args.methods is None else [m for m in args.methods.split(",") if m],
-        max_mem_gb=args.max_mem_gb, on_config=(lambda r: write_json(r, args.json)) if args.json else None)
+        max_mem_gb=args.max_mem_gb, on_config=(lambda r: write_json(r, args.json)) if args.json else None,
+        device=args.device, dtype=args.dtype)
     print(format_report(report))
     if args.json:
         print(f"wrote {write_json(report, args.json)}")

@@ -24,7 +24,6 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ..profiles import CALL_PROFILES
+from .dry_run import is_dry_run
 from .results import annotate_calls, beats_baselines, load_results, save_results
 
 
@@ -280,18 +280,6 @@ class _HTMLTable:
         return "\n".join(lines)
 
 
-DRY_RUN_ENV = "RESTORE_CORE_DRY_RUN"
-# a dry run executes a profile's whole path (its model presets, data layout, every variant and seed) for two steps
-# on small patches and one validation image: it checks that the path runs, not what it measures
-DRY_RUN_OVERRIDES = ("train.total_iter=2", "datasets.train.patch_size=32", "datasets.train.batch_size_per_gpu=1",
-                     "val.max_images=1")
-
-
-def dry_run_active() -> bool:
-    """Whether this process runs a dry run (``restore-core book run --dry-run`` sets ``RESTORE_CORE_DRY_RUN``)."""
-    return bool(os.environ.get(DRY_RUN_ENV))
-
-
 def load_full(chapter: str, out_dir: Any = None) -> Optional[Dict[str, Any]]:
     """The stored full-profile results of ``chapter``, or None when the full profile has not been run."""
     return load_results(chapter, "full", out_dir)
@@ -399,8 +387,7 @@ def run_ablation(config: str, variants: Sequence[Variant], *, arch: str, preset:
     if keep_models and nproc > 1:
         raise ValueError("keep_models needs in-process runs (nproc 1): torchrun runs leave their weights in "
                          "their experiment folders' checkpoints")
-    if dry_run_active():
-        overrides = [*overrides, *DRY_RUN_OVERRIDES]
+    if is_dry_run():  # the config overrides come from the environment (restore_core.book.dry_run)
         curve_points = min(curve_points, 2)
     base = load_config(config, profile=profile, overrides=list(overrides))
     if base.train.total_iter <= 0:

@@ -219,11 +219,8 @@ def _record_output_path(tmp: Path, output: Path) -> None:
         nbformat.write(nb, str(tmp))
 
 
-def executed_path(nb_path: Path, profile: str, executed_dir: Path, dry_run: bool = False) -> Path:
-    """Where a chapter's executed notebook goes: in place for quick, ``executed_dir/<profile>/`` otherwise
-    (``<profile>-dry-run/`` for a dry run)."""
-    if dry_run:
-        return executed_dir / f"{profile}-dry-run" / nb_path.name
+def executed_path(nb_path: Path, profile: str, executed_dir: Path) -> Path:
+    """Where a chapter's executed notebook goes: in place for quick, ``executed_dir/<profile>/`` otherwise."""
     return nb_path if profile == "quick" else executed_dir / profile / nb_path.name
 
 
@@ -251,7 +248,7 @@ def run_book(profile: str = "quick", chapters: Optional[Sequence[str]] = None, d
              execution_timeout: Optional[int] = None, scoreboard: bool = True,
              results_dir: Optional[os.PathLike] = None, scoreboard_path: Optional[os.PathLike] = None,
              progress: bool = True, echo=print, allow_dirty: bool = False,
-             dry_run: bool = False) -> List[ChapterTiming]:
+             executed_dir: Optional[os.PathLike] = None) -> List[ChapterTiming]:
     """Execute the book's chapters (all of ``_toc.yml``, or those named in ``chapters``) and regenerate the
     scoreboard; returns the per-chapter timings (also printed as a summary table).
 
@@ -259,9 +256,9 @@ def run_book(profile: str = "quick", chapters: Optional[Sequence[str]] = None, d
     _build/executed/<profile>/ next to the toc, from a committed tree (:func:`check_clean_tree`).
     device, seed, out_dir: chapter parameters (``out_dir`` is where chapters store what they write).
     nproc: processes for chapters' training under torchrun (see the module docstring).
-    dry_run: execute the profile's whole path with two training steps per run on small patches
-    (:data:`restore_core.book.ablation.DRY_RUN_OVERRIDES`); notebooks go to ``_build/executed/<profile>-dry-run/``,
-    results to a temporary folder (marked ``dry_run``), the scoreboard is left alone, and the tree may be dirty.
+    executed_dir: where non-quick profiles' executed notebooks go (default ``_build/executed`` next to the toc).
+    allow_dirty: run a cpu / full profile although tracked files have uncommitted changes (recorded in the results'
+    provenance); a dry run (:mod:`restore_core.book.dry_run`) never needs a clean tree.
     Stops at the first failing chapter with :class:`ChapterFailed` naming it.
     """
     from tqdm.auto import tqdm
@@ -272,19 +269,16 @@ def run_book(profile: str = "quick", chapters: Optional[Sequence[str]] = None, d
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
     if nproc < 1:
         raise ValueError(f"nproc must be >= 1, got {nproc}")
-    check_clean_tree(profile, allow_dirty or dry_run)
+    from .dry_run import is_dry_run
+
+    check_clean_tree(profile, allow_dirty or is_dry_run())
     toc = Path(toc)
-    executed_dir = toc.parent / "_build" / "executed"
-    if dry_run:
-        scoreboard = False
-        results_tmp = tempfile.mkdtemp(prefix=f"restore-core-dry-run-{profile}-")
+    executed_dir = Path(executed_dir) if executed_dir is not None else toc.parent / "_build" / "executed"
     todo = select_chapters(toc_chapters(toc), chapters)
     if not todo:
         echo(f"no notebook chapters listed in {toc}")
     params = chapter_parameters(profile, seed=seed, device=device, out_dir=out_dir)
     env_keys = {"BOOK_PROFILE": profile, NPROC_ENV: str(nproc), ALLOW_DIRTY_ENV: "1" if allow_dirty else ""}
-    if dry_run:
-        env_keys.update({"RESTORE_CORE_DRY_RUN": "1", "RESTORE_CORE_RESULTS_OUT": results_tmp})
     saved = {k: os.environ.get(k) for k in env_keys}
     os.environ.update(env_keys)
     timings: List[ChapterTiming] = []
@@ -292,7 +286,7 @@ def run_book(profile: str = "quick", chapters: Optional[Sequence[str]] = None, d
         bar = tqdm(todo, desc=f"book ({profile})", unit="chapter", disable=not progress or None)
         for nb in bar:
             bar.set_postfix_str(nb.stem)
-            out = executed_path(nb, profile, executed_dir, dry_run)
+            out = executed_path(nb, profile, executed_dir)
             secs = run_chapter(nb, out, params, cwd=nb.parent, kernel=kernel, log_output=log_output,
                                failed_dir=executed_dir / "failed",
                                execution_timeout=execution_timeout)
@@ -304,9 +298,7 @@ def run_book(profile: str = "quick", chapters: Optional[Sequence[str]] = None, d
             else:
                 os.environ[k] = v
         if timings:
-            echo(format_timings(timings, profile + (" dry run" if dry_run else "")))
-        if dry_run:
-            echo(f"dry run: results in {results_tmp}")
+            echo(format_timings(timings, profile))
     if scoreboard:
         path = write_scoreboard(results_dir, scoreboard_path, toc=toc, srcdir=toc.parent)
         echo(f"scoreboard: {path}")

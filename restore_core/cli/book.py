@@ -34,8 +34,11 @@ def register(sub: "argparse._SubParsersAction") -> None:
     r.add_argument("--toc", default=None, help="table of contents (default: the repository's _toc.yml)")
     r.add_argument("--log-output", action="store_true", help="echo the notebooks' output while they run")
     r.add_argument("--dry-run", action="store_true",
-                   help="execute the profile's whole path with 2 training steps per run on small patches; results "
-                        "to a temporary folder, marked dry_run (checks that a cpu/full run will go through)")
+                   help="with --profile cpu or full: the profile's whole path on stand-in data (generated dataset "
+                        "folders laid out as the real ones, the profile's presets at full size, 2 steps on small "
+                        "patches), on the CPU unless --device says otherwise; results and executed notebooks go to "
+                        "--out-dir (default a new temporary folder), are marked dry_run, and the scoreboard is left "
+                        "alone")
     r.add_argument("--allow-dirty", action="store_true",
                    help="cpu/full profiles: run although tracked files have uncommitted changes (the results' "
                         "provenance records it)")
@@ -52,13 +55,43 @@ def run(args: argparse.Namespace) -> int:
     from ..book.runner import REPO_ROOT, ChapterFailed, run_book
     from . import CLIError
 
+    if getattr(args, "dry_run", False):
+        return _dry_run(args)
     try:
         run_book(profile=args.profile, chapters=args.chapters, device=args.device, seed=args.seed,
                  out_dir=args.out_dir, nproc=args.nproc, toc=args.toc or REPO_ROOT / "_toc.yml",
-                 log_output=args.log_output, execution_timeout=args.timeout, allow_dirty=args.allow_dirty,
-                 dry_run=args.dry_run)
+                 log_output=args.log_output, execution_timeout=args.timeout, allow_dirty=args.allow_dirty)
     except ChapterFailed as exc:
         raise CLIError(str(exc)) from None
+    return 0
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from ..book.dry_run import dry_run, mark_dry_run
+    from ..book.runner import REPO_ROOT, ChapterFailed, run_book
+    from . import CLIError
+
+    if args.profile not in ("cpu", "full"):
+        raise CLIError("--dry-run rehearses a study profile: add --profile cpu or --profile full")
+    root = Path(args.out_dir) if args.out_dir else Path(tempfile.mkdtemp(prefix="restore_core_dry_run_"))
+    results = root / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    print(f"dry run of the {args.profile} profile in {root} (stand-in data in {root / 'data'})")
+    try:
+        with dry_run(root):
+            run_book(profile=args.profile, chapters=args.chapters, device=args.device or "cpu", seed=args.seed,
+                     out_dir=results, nproc=args.nproc, toc=args.toc or REPO_ROOT / "_toc.yml",
+                     log_output=args.log_output, execution_timeout=args.timeout, scoreboard=False,
+                     executed_dir=root / "executed")
+    except ChapterFailed as exc:
+        raise CLIError(str(exc)) from None
+    finally:
+        marked = mark_dry_run(results)
+        print(f"dry run: {len(marked)} result file(s) in {results} marked dry_run; executed notebooks in "
+              f"{root / 'executed'}")
     return 0
 
 

@@ -18,12 +18,15 @@ Argument conventions follow mamba-ssm's ``selective_scan_fn``:
     delta_bias: (D,) or None
 
 Backends (chosen with ``backend=``): ``"ref"`` is the sequential loop and the test oracle; ``"cuda"`` calls
-mamba-ssm's kernel for CUDA tensors when it imports; ``"native"`` is a C++/OpenMP CPU kernel with a hand-written
+mamba-ssm's kernel for CUDA tensors when it imports; ``"triton"`` runs Triton kernels (forward and a recomputing
+backward) on CUDA tensors when triton is installed, the GPU path that needs no CUDA compilation
+(restore_core/ssm/triton_scan.py; CPU tensors only under ``TRITON_INTERPRET=1``, for tests); ``"native"`` is a C++/OpenMP CPU kernel with a hand-written
 backward (restore_core/ssm/native.py, built once per machine on first use); ``"chunked"`` is a pure-PyTorch
 chunked scan with rescaling, the fallback where no C++ compiler exists (restore_core/ssm/chunked.py);
 ``"meta"`` only propagates shapes, for tensors on the meta device (a model built there runs its forward pass
 without arithmetic: FLOP counting in :mod:`restore_core.analysis.complexity`). Further backends register themselves through :func:`register_backend`. ``"auto"`` picks the available backend with the
-highest priority, cuda (GPU tensors, mamba-ssm importable) or meta (meta tensors) > native (CPU, compiler) > chunked > ref, and logs its
+highest priority, cuda (GPU tensors, mamba-ssm importable) or meta (meta tensors) > native (CPU, compiler) >
+triton (GPU tensors, triton installed) > chunked > ref: on CUDA tensors cuda > triton > chunked. It logs its
 choice once per (backend, device, dtype). Speeds: ``python -m restore_core.bench scan``.
 Explained in the book chapter "Selective scan and scanning images".
 """
@@ -234,10 +237,14 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
 # Backends in their own modules (imported last: they do not import this module).
 from .chunked import selective_scan_chunked  # noqa: E402
 from .native import native_available, selective_scan_native  # noqa: E402
+from .triton_scan import selective_scan_triton, triton_available  # noqa: E402 (imports triton only on first use)
 
 register_backend(ScanBackend(
     "native", selective_scan_native, native_available, priority=50,
     description="C++/OpenMP CPU kernel with a hand-written backward"))
+register_backend(ScanBackend(
+    "triton", selective_scan_triton, triton_available, priority=30,
+    description="Triton GPU kernels with a recomputing backward (CPU only under TRITON_INTERPRET=1)"))
 register_backend(ScanBackend(
     "chunked", selective_scan_chunked, lambda u: True, priority=10,
     description="chunked PyTorch scan with rescaling (fallback without a compiler)"))

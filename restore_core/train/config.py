@@ -492,14 +492,25 @@ def apply_overrides(data: Dict[str, Any], overrides: Sequence[str]) -> Dict[str,
     return data
 
 
+OVERRIDES_ENV = "RESTORE_CORE_CONFIG_OVERRIDES"
+
+
+def env_overrides() -> List[str]:
+    """The overrides in ``$RESTORE_CORE_CONFIG_OVERRIDES`` (lines or ";"-separated ``key.sub=value`` items)."""
+    raw = os.environ.get(OVERRIDES_ENV, "")
+    return [item.strip() for line in raw.splitlines() for item in line.split(";") if item.strip()]
+
+
 def load_config(name_or_path: Union[str, Path, Mapping[str, Any]], profile: Optional[str] = None,
                 overrides: Sequence[str] = (), data_root: Optional[str] = None) -> TrainConfig:
     """Read a config: a preset name (``"mambair/sr_x2"``), a YAML path, or a dict in the same layout.
 
     ``profile`` (quick / cpu / full) applies the file's ``profiles.<profile>`` section (a file with profile
-    sections must have the one asked for, except full, the file itself); ``overrides`` are
-    ``key.sub=value`` strings applied last; ``data_root`` (else ``$RESTORE_CORE_DATA_ROOT``) replaces the
-    config's data root.
+    sections must have the one asked for, except full, the file itself); ``overrides`` are ``key.sub=value``
+    strings applied next, then those in ``$RESTORE_CORE_CONFIG_OVERRIDES`` (one per line or separated by ";",
+    applied to every config this process loads: a dry run shrinks a profile this way, see
+    :mod:`restore_core.book.dry_run`); ``data_root`` (else ``$RESTORE_CORE_DATA_ROOT``) replaces the config's
+    data root.
     """
     if isinstance(name_or_path, Mapping):
         raw = copy.deepcopy(dict(name_or_path))
@@ -524,6 +535,7 @@ def load_config(name_or_path: Union[str, Path, Mapping[str, Any]], profile: Opti
         raw["profile"] = profile
     raw = strip_delete_markers(raw)
     apply_overrides(raw, overrides)
+    apply_overrides(raw, env_overrides())
     root = data_root or os.environ.get("RESTORE_CORE_DATA_ROOT")
     if root:
         raw["data_root"] = root
