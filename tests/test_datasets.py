@@ -218,3 +218,17 @@ def test_fusion_folder_pairs(tmp_path):
     Image.fromarray(np.zeros((31, 50), np.uint8)).save(tmp_path / "ir" / "00003N.png")
     with pytest.raises(ImageFormatError, match="differ in size"):
         FusionFolderDataset(tmp_path / "ir", tmp_path / "vi")[2]
+
+
+def test_validation_sets_do_not_depend_on_the_training_seed():
+    """A test set is the same for every run: the noise of a denoising validation set (and the synthetic fusion
+    pairs) comes from a fixed seed, while the training set's crops and noise follow ``manual_seed``."""
+    from restore_core.train import load_config
+    from restore_core.train.builders import build_train_dataset, build_val_dataset
+
+    for config in ("rnan/color_dn", "fusion_mamba/ir_vis"):
+        a, b = (load_config(config, profile="quick", overrides=[f"manual_seed={s}"]) for s in (1, 2))
+        va, vb = build_val_dataset(a)[0], build_val_dataset(b)[0]
+        assert va.keys() == vb.keys() and all(torch.equal(va[k], vb[k]) for k in va if torch.is_tensor(va[k]))
+    ta, tb = build_train_dataset(a)[0], build_train_dataset(b)[0]
+    assert any(not torch.equal(ta[k], tb[k]) for k in ta if torch.is_tensor(ta[k]))

@@ -78,6 +78,9 @@ def _resolve(value: Any, data_root: str) -> Any:
     return value
 
 
+EVAL_SEED = 0  # the seed of every non-training set's random degradation (noise, synthetic pairs)
+
+
 def dataset_kwargs(opts: DatasetOptions, cfg: TrainConfig, where: str) -> Dict[str, Any]:
     """The constructor arguments of ``opts``' dataset class, with scale, seed and paths filled in."""
     cls = dataset_class(opts.type, where)
@@ -94,7 +97,9 @@ def dataset_kwargs(opts: DatasetOptions, cfg: TrainConfig, where: str) -> Dict[s
     if "scale" in accepted:
         kwargs["scale"] = cfg.scale
     if "seed" in accepted:
-        kwargs["seed"] = cfg.manual_seed
+        # training data draws crops / noise from the run's seed; every other set (validation, evaluation) is a
+        # fixed test set, the same for every run and every seed, so that runs are scored on the same images
+        kwargs["seed"] = cfg.manual_seed if where == "datasets.train" else EVAL_SEED
     deg = kwargs.get("degradation")
     if isinstance(deg, str):
         m = re.fullmatch(r"sr(?:_x(\d+))?", deg.strip())
