@@ -50,6 +50,8 @@ def test_png16_decoder_undoes_every_filter_like_the_loop_reference(channels):
     data = SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(filtered.tobytes())) + _chunk(b"IEND", b"")
     assert np.array_equal(read_png16(data), pix)
     assert np.array_equal(read_png16(encode_png(pix)), pix)  # our encoder ("Up" rows) round-trips
+    tall = rng.integers(0, 65536, (150, 3, channels), dtype=np.uint16)  # several 64-row bands of the encoder
+    assert np.array_equal(read_png16(encode_png(tall)), tall)
     with pytest.raises(ValueError, match="CRC"):
         read_png16(data[:40] + bytes([data[40] ^ 1]) + data[41:])
 

@@ -5,7 +5,7 @@ module reads and writes them at full precision with no extra dependency:
 
 * :func:`encode_png` writes any ``(H, W)`` or ``(H, W, C)`` uint8/uint16 array (C = 1 grey, 2 grey + alpha,
   3 RGB, 4 RGBA), with an optional ICC profile (``iCCP`` chunk) and EXIF block (``eXIf`` chunk). Every row uses
-  the "Up" filter (a vectorised difference with the row above), then zlib.
+  the "Up" filter (a vectorised difference with the row above), streamed 64 rows at a time into zlib.
 * :func:`read_png16` reads a 16-bit PNG of any colour type. The expensive step is undoing the per-row
   filters (PNG spec section 9: Sub, Up, Average, Paeth), whose left neighbour is ``bpp`` bytes back
   (``bpp`` = bytes per pixel, 6 for RGB16). Byte ``k`` of a pixel only ever refers to byte ``k`` of its
@@ -152,19 +152,25 @@ def encode_png(arr: np.ndarray, icc_profile: Optional[bytes] = None, exif: Optio
     h, w, c = arr.shape
     depth = 8 * arr.dtype.itemsize
     ihdr = struct.pack(">IIBBBBB", w, h, depth, COLOUR_TYPE[c], 0, 0, 0)
-    raw = np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder(">"))).view(np.uint8).reshape(h, -1)
-    rows = np.empty((h, 1 + raw.shape[1]), dtype=np.uint8)
-    rows[:, 0] = 2  # filter "Up": byte minus the byte above (mod 256); the first row's "above" is zeros
-    rows[0, 1:] = raw[0]
-    np.subtract(raw[1:], raw[:-1], out=rows[1:, 1:])  # uint8 arithmetic wraps modulo 256
     comp = zlib.compressobj(compress_level)
-    idat = comp.compress(rows.data) + comp.flush()  # rows.data: no copy of the filtered image
+    idat: List[bytes] = []
+    prev = np.zeros(w * c * arr.dtype.itemsize, dtype=np.uint8)
+    for top in range(0, h, 64):  # 64 rows at a time: the temporaries stay small for any image size
+        raw = np.ascontiguousarray(arr[top:top + 64].astype(arr.dtype.newbyteorder(">"))).view(np.uint8)
+        raw = raw.reshape(raw.shape[0], -1)  # (rows, W * C * bytes) in file order
+        rows = np.empty((raw.shape[0], 1 + raw.shape[1]), dtype=np.uint8)
+        rows[:, 0] = 2  # filter "Up": byte minus the byte above (mod 256); above the first row are zeros
+        np.subtract(raw, np.concatenate([prev[None], raw[:-1]]), out=rows[:, 1:])  # uint8 wraps modulo 256
+        prev = raw[-1].copy()
+        idat.append(comp.compress(rows.data))
+    idat.append(comp.flush())
+    data = b"".join(idat)
     parts = [SIGNATURE, _chunk(b"IHDR", ihdr)]
     if icc_profile:
         parts.append(_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc_profile)))
     if exif:
         parts.append(_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
     step = 1 << 24
-    parts += [_chunk(b"IDAT", idat[i:i + step]) for i in range(0, len(idat), step)]
+    parts += [_chunk(b"IDAT", data[i:i + step]) for i in range(0, len(data), step)]
     parts.append(_chunk(b"IEND", b""))
     return b"".join(parts)
