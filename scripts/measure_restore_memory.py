@@ -86,7 +86,10 @@ def main() -> int:
                     samples.append(int(re.search(r"VmRSS:\s+(\d+)", fh.read()).group(1)) / 1024)
             except (OSError, AttributeError):
                 pass
-            if args.max_seconds is not None and time.time() - t0 > args.max_seconds:
+            # stop only once a tile is done: killed while building the native scan, the child would leave the
+            # build's lock file behind and block every later process
+            if (args.max_seconds is not None and time.time() - t0 > args.max_seconds
+                    and re.search(r"[1-9]\d*/\d+ \[", err_path.read_text(errors="replace"))):
                 proc.terminate()
                 stopped = True
                 proc.wait()
