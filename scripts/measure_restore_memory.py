@@ -6,7 +6,7 @@
 Writes a smooth-plus-noise RGB PNG of the given size into ``--workdir`` and runs, in a child process, what the
 CLI runs per file (``restore_file``: read, tiled inference with the default tile or ``--tile``, write a PNG)
 with randomly initialised weights; samples the child's RSS every second and
-the child reports its exact peak (its own ``ru_maxrss``; RUSAGE_CHILDREN would also count the C++ compiler
+the child reports its exact peak (its own ``VmHWM``; RUSAGE_CHILDREN would also count the C++ compiler
 that builds the native scan on first use) when it ends. ``--max-seconds`` stops a run that would take hours
 (the light model on 2 CPU cores needs ~10 s per 128-pixel tile) and reports the peak seen so far.
 ``standin`` is a 1x1 convolution + PixelShuffle(2) with MambaIR's input/output shapes: it measures everything
@@ -55,8 +55,10 @@ else:
     net = nn.Sequential(nn.Conv2d(3, 12, 1), nn.PixelShuffle(2))
 restore_file(net.eval(), src, dst, pixel_range=1.0, tile=None if tile == "default" else int(tile), tile_overlap=32,
              use_self_ensemble=False, device=torch.device("cpu"), progress=True)
-import resource
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB: this process only, not a compiler it ran
+import re
+# KiB, this program's own high-water mark: not a compiler it ran (RUSAGE_CHILDREN), nor the parent's RSS at
+# fork, which Linux folds into ru_maxrss
+print(re.search(r"VmHWM:\s+(\d+)", open("/proc/self/status").read()).group(1))
 """
 
 
