@@ -118,6 +118,19 @@ def _tiles(h: int, w: int, tile: Optional[int], overlap: int) -> List[Tuple[int,
     return [(t, l, min(tile, h), min(tile, w)) for t in tops for l in lefts]
 
 
+def _normalised_windows(starts: Sequence[int], size: int, length: int, overlap: int, s: int) -> List[Tensor]:
+    """Per-tile 1-D blend weights along one axis, divided by their sum over all tiles of that axis.
+
+    starts, size, length, overlap in input pixels; the windows are in output pixels (``s`` times longer).
+    Returns one (s*size,) float32 tensor per start; at every output position the tiles covering it sum to 1.
+    """
+    wins = [blend_window(s * size, s * overlap, a > 0, a + size < length) for a in starts]
+    total = torch.zeros(s * length)
+    for a, win in zip(starts, wins):
+        total[s * a:s * (a + size)] += win
+    return [win / total[s * a:s * (a + size)].clamp_min(1e-12) for a, win in zip(starts, wins)]
+
+
 def tiled_forward(model: ForwardFn, x: Tensor, tile: Optional[int] = None, overlap: int = 32,
                   multiple: int = 1, progress: Optional[Callable[[], None]] = None) -> Tensor:
     """Run ``model`` tile by tile and blend; see the module docstring for the window and its exactness.
@@ -126,6 +139,11 @@ def tiled_forward(model: ForwardFn, x: Tensor, tile: Optional[int] = None, overl
     tile: tile side in input pixels (None: the whole image in one pass). overlap: input pixels shared by
     neighbouring tiles. multiple: each tile is padded to this multiple (:func:`forward_padded`).
     progress: called once after each tile.
+
+    Memory: the output buffer is allocated once and each tile is added into it in place, already divided by
+    the blend weights' sum. The tiles form a grid (every top with every left), so that sum is the outer product
+    of a row sum and a column sum: two 1-D vectors, no full-size weight map and no final division pass. Peak
+    memory is the input, the output and one tile's activations, whatever the number of tiles.
     """
     if x.dim() != 4:
         raise ValueError(f"expected an image batch (batch, C, H, W), got shape {tuple(x.shape)}")
@@ -134,29 +152,33 @@ def tiled_forward(model: ForwardFn, x: Tensor, tile: Optional[int] = None, overl
     if overlap < 0:
         raise ValueError(f"tile_overlap must be >= 0, got {overlap}")
     h, w = x.shape[-2:]
-    boxes = _tiles(h, w, tile, overlap)
-    out: Optional[Tensor] = None
-    weight: Optional[Tensor] = None
-    s = 1
-    for top, left, th, tw in boxes:
-        y = forward_padded(model, x[..., top:top + th, left:left + tw], multiple).float()
-        if out is None:
-            s = _scale_of(x[..., :th, :tw], y)
-            if len(boxes) == 1:
-                if progress is not None:
-                    progress()
-                return y
-            out = x.new_zeros((x.shape[0], y.shape[1], s * h, s * w), dtype=torch.float32)
-            weight = x.new_zeros((1, 1, s * h, s * w), dtype=torch.float32)
-        wy = blend_window(s * th, s * overlap, top > 0, top + th < h).to(x.device)
-        wx = blend_window(s * tw, s * overlap, left > 0, left + tw < w).to(x.device)
-        win = wy[:, None] * wx[None, :]  # (s*th, s*tw)
-        out[..., s * top:s * (top + th), s * left:s * (left + tw)] += y * win
-        weight[..., s * top:s * (top + th), s * left:s * (left + tw)] += win
+    if tile is None or (h <= tile and w <= tile):
+        y = forward_padded(model, x, multiple).float()
         if progress is not None:
             progress()
-    assert out is not None and weight is not None
-    return out / weight.clamp_min(1e-12)
+        return y
+    th, tw = min(tile, h), min(tile, w)
+    tops = tile_starts(h, tile, overlap)
+    lefts = tile_starts(w, tile, overlap)
+    out: Optional[Tensor] = None
+    s = 1
+    wy: List[Tensor] = []
+    wx: List[Tensor] = []
+    for i, top in enumerate(tops):
+        for j, left in enumerate(lefts):
+            y = forward_padded(model, x[..., top:top + th, left:left + tw], multiple).float()
+            if out is None:
+                s = _scale_of(x[..., :th, :tw], y)
+                out = x.new_zeros((x.shape[0], y.shape[1], s * h, s * w), dtype=torch.float32)
+                wy = [v.to(x.device) for v in _normalised_windows(tops, th, h, overlap, s)]
+                wx = [v.to(x.device) for v in _normalised_windows(lefts, tw, w, overlap, s)]
+            y.mul_(wy[i][:, None] * wx[j][None, :])  # (Bt, C_out, s*th, s*tw) weighted in place
+            out[..., s * top:s * (top + th), s * left:s * (left + tw)] += y
+            del y  # the next tile's activations reuse this memory
+            if progress is not None:
+                progress()
+    assert out is not None
+    return out
 
 
 def self_ensemble(model: ForwardFn, x: Tensor, transforms: Sequence[Tuple[int, bool]] = DIHEDRAL) -> Tensor:
@@ -167,9 +189,10 @@ def self_ensemble(model: ForwardFn, x: Tensor, transforms: Sequence[Tuple[int, b
     acc: Optional[Tensor] = None
     for rot, flip in transforms:
         y = dihedral_inverse(model(dihedral(x, rot, flip)).float(), rot, flip)
-        acc = y if acc is None else acc + y
+        acc = y if acc is None else acc.add_(y)  # in place: one full-size accumulator
+        del y
     assert acc is not None
-    return acc / len(transforms)
+    return acc.div_(len(transforms)) if len(transforms) > 1 else acc
 
 
 def _n_tiles(h: int, w: int, tile: Optional[int], overlap: int) -> int:
@@ -217,5 +240,7 @@ def restore_tensor(model: nn.Module, x: Tensor, tile: Optional[int] = None, tile
         if bar is not None:
             bar.close()
         model.train(was_training)
-    y = (y / pixel_range).cpu()
+    if pixel_range != 1.0:
+        y.div_(pixel_range)  # in place: a full-size output is hundreds of MB for a large photo
+    y = y.cpu()
     return y[0] if single else y

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch import nn
 
 from restore_core.cli import main
 from restore_core.cli.restore import restore_file
@@ -88,11 +89,11 @@ def test_training_checkpoint_uses_ema_tiles_and_self_ensemble(tmp_path, tiny_tra
     _save_rgb(jpg, 12, 10)
     out = tmp_path / "o"
     rc = main(["restore", str(ckpt), str(jpg), "-o", str(out), "--tile", "8", "--tile-overlap", "4",
-               "--self-ensemble", "--device", "cpu", "--no-progress"])
+               "--self-ensemble", "--device", "cpu", "--no-progress", "--format", "png"])
     assert rc == 0
     assert "(EMA)" in capsys.readouterr().out
     c = Image.open(out / "c.png")
-    assert c.mode == "RGB" and c.size == (10, 12)                 # JPEG in -> PNG out
+    assert c.mode == "RGB" and c.size == (10, 12)                 # JPEG in -> PNG out (--format png)
     model = build_model("rnan", "tiny")
     model.load_state_dict(ema)
     x = to_float_tensor(np.asarray(Image.open(jpg).convert("RGB")))
@@ -112,10 +113,91 @@ def test_restore_file_keeps_16_bit_grey_and_converts_channels(tmp_path):
     assert g.mode.startswith("I;16") and g.size == (11, 9)          # 16-bit grey in -> 16-bit PNG out
     ref = restore_tensor(gray_model, to_float_tensor(arr)).clamp(0, 1)
     assert (read_image(dst) - ref).abs().max().item() <= 0.5 / 65535 + 1e-6
-    rgb_model = build_model("rnan", "tiny").eval()                    # grey into a colour model: repeated
+    rgb_model = build_model("rnan", "tiny").eval()                    # grey into a colour model: repeated,
     dst = restore_file(rgb_model, gray16, tmp_path / "c.png", pixel_range=1.0, tile=None, tile_overlap=4,
                        use_self_ensemble=False, device=torch.device("cpu"), progress=False)
-    assert Image.open(dst).mode == "RGB"
+    assert Image.open(dst).mode.startswith("I;16")                   # and the output back to 16-bit grey (luma)
+    y = restore_tensor(rgb_model, to_float_tensor(arr).expand(3, -1, -1)).clamp(0, 1)
+    luma = 0.299 * y[0] + 0.587 * y[1] + 0.114 * y[2]
+    assert (read_image(dst)[0] - luma).abs().max().item() <= 0.5 / 65535 + 1e-6
+
+
+def _linear(matrix, scale: int = 1) -> nn.Module:
+    """A 1x1 conv with the given (C_out, C_in) matrix, then PixelShuffle(scale) of copies: exact known outputs."""
+    m = torch.tensor(matrix, dtype=torch.float32)
+    conv = nn.Conv2d(m.shape[1], m.shape[0] * scale * scale, 1, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(m.repeat_interleave(scale * scale, 0)[:, :, None, None])
+    return nn.Sequential(conv, nn.PixelShuffle(scale)).eval() if scale > 1 else nn.Sequential(conv).eval()
+
+
+def _restore(model, src, dst, **kw):
+    return restore_file(model, src, dst, pixel_range=1.0, tile=kw.get("tile"), tile_overlap=4,
+                        use_self_ensemble=False, device=torch.device("cpu"), progress=False)
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif"])
+def test_16_bit_colour_in_16_bit_out_without_8_bit_rounding(tmp_path, ext):
+    import tifffile
+
+    from restore_core.data.png16 import encode_png
+
+    a = np.random.default_rng(0).integers(0, 65536, (10, 12, 3), dtype=np.uint16) | 1  # odd: off the 8-bit grid
+    src = tmp_path / f"in{ext}"
+    if ext == ".png":
+        src.write_bytes(encode_png(a))
+    else:
+        tifffile.imwrite(src, a, photometric="rgb")
+    identity = _linear(np.eye(3))
+    dst = _restore(identity, src, tmp_path / f"out{ext}", tile=6)  # tiled too: the blend weights sum to 1
+    got = (read_image(dst) * 65535).round().numpy().transpose(1, 2, 0).astype(np.uint16)
+    assert np.abs(got.astype(int) - a).max() == 0  # every 16-bit level back
+
+
+def test_alpha_carried_and_upscaled_with_matlab_bicubic_for_sr(tmp_path):
+    from restore_core.data.image_file import load_image
+    from restore_core.data.imresize import imresize_np
+
+    rng = np.random.default_rng(3)
+    rgba = rng.integers(0, 256, (9, 7, 4), dtype=np.uint8)
+    Image.fromarray(rgba).save(tmp_path / "in.png")
+    dst = _restore(_linear(np.eye(3), scale=2), tmp_path / "in.png", tmp_path / "out.png")
+    out = np.asarray(Image.open(dst))
+    assert Image.open(dst).mode == "RGBA" and out.shape == (18, 14, 4)
+    assert np.array_equal(out[:, :, :3], rgba[:, :, :3].repeat(2, 0).repeat(2, 1))  # nearest x2 of the colour
+    want = np.round(np.clip(imresize_np(rgba[:, :, 3] / 255.0, scale=2), 0, 1) * 255)
+    assert np.abs(out[:, :, 3].astype(int) - want).max() <= 1  # float32 vs float64 at .5 ties
+    assert (want != rgba[:, :, 3].repeat(2, 0).repeat(2, 1)).mean() > 0.5  # (bicubic, not nearest)
+    assert load_image(dst).alpha.shape == (1, 18, 14)
+
+
+def test_cli_keeps_format_orientation_and_icc_and_refuses_16_bit_jpeg(tmp_path, capsys):
+    from PIL import ImageCms
+
+    from restore_core.data.png16 import encode_png
+
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny.pt"
+    torch.save(build_model("rnan", "tiny").state_dict(), weights)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F] = 6, "TestCam"  # stored 8x6, shown rotated: 6 wide, 8 high
+    Image.fromarray(_save_rgb(tmp_path / "tmp.png", 6, 8)).save(tmp_path / "photo.jpg", exif=exif,
+                                                                  icc_profile=srgb)
+    (tmp_path / "deep.png").write_bytes(encode_png(np.zeros((6, 6, 3), np.uint16)))
+    args = ["restore", str(weights), "--arch", "rnan", "--preset", "tiny", "--no-progress", "-o"]
+    assert main(args + [str(tmp_path / "o"), str(tmp_path / "photo.jpg")]) == 0
+    out = Image.open(tmp_path / "o" / "photo.jpg")                # JPEG in -> JPEG out (--format same)
+    assert out.format == "JPEG" and out.size == (6, 8)            # upright, as a viewer shows the input
+    assert 0x0112 not in out.getexif() and out.getexif()[0x010F] == "TestCam"
+    assert out.info["icc_profile"] == srgb
+    assert main(args + [str(tmp_path / "t"), str(tmp_path / "photo.jpg"), "--format", "tiff"]) == 0
+    assert Image.open(tmp_path / "t" / "photo.tif").format == "TIFF"
+    capsys.readouterr()
+    assert main(args + [str(tmp_path / "j"), str(tmp_path / "deep.png"), "--format", "jpg"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "JPEG holds 8 bits per channel and the image is 16-bit" in err
+    assert not (tmp_path / "j").exists()                          # refused before any work
 
 
 def test_plain_state_dict_with_arch_and_preset(tmp_path, capsys):

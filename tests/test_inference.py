@@ -1,6 +1,11 @@
 """Tiled inference, padding to a size multiple, x8 self-ensemble (restore_core.inference)."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -148,3 +153,49 @@ def test_restore_tensor_rejects_nan_and_bad_rank():
         restore_tensor(net, bad)
     with pytest.raises(ValueError, match="expected an image"):
         restore_tensor(net, torch.rand(8, 8))
+
+
+def test_progress_bar_counts_every_tile(capsys):
+    net = conv_net(2)
+    calls = []
+    with torch.no_grad():
+        y = tiled_forward(net, torch.rand(1, 3, 20, 26), tile=8, overlap=4, progress=lambda: calls.append(1))
+    assert y.shape == (1, 3, 40, 52) and len(calls) == len(tile_starts(20, 8, 4)) * len(tile_starts(26, 8, 4)) == 24
+    restore_tensor(net, torch.rand(3, 20, 26), tile=8, tile_overlap=4, progress=True, desc="img")
+    err = capsys.readouterr().err
+    assert "img:" in err and "/24" in err and "tile" in err  # tqdm: "img: 0%| | 0/24 [00:00<?, ?tile/s]"
+
+
+_PEAK_SCRIPT = r"""
+import re, sys, torch
+from torch import nn
+from restore_core.inference import restore_tensor
+torch.set_num_threads(1)
+torch.manual_seed(0)
+net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.GELU(), nn.Conv2d(16, 16, 3, padding=1), nn.GELU(),
+                    nn.Conv2d(16, 12, 3, padding=1), nn.PixelShuffle(2)).eval()
+side, tile = int(sys.argv[1]), (int(sys.argv[2]) or None)
+x = torch.rand(3, side, side)
+def peak_kib():  # VmHWM: this program's own high-water mark (ru_maxrss also counts the parent's RSS at fork)
+    return int(re.search(r"VmHWM:\s+(\d+)", open("/proc/self/status").read()).group(1))
+restore_tensor(net, torch.rand(3, 64, 64))                       # warm-up: allocator, kernels
+base = peak_kib()
+y = restore_tensor(net, x, tile=tile, tile_overlap=16)
+print((peak_kib() - base) * 1024, y.numel() * 4)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads VmHWM from /proc/self/status")
+def test_tiled_peak_memory_is_the_output_buffer_plus_one_tile():
+    """Peak RSS above the baseline, minus the output buffer, stays under 20 MB from 4 to 256 tiles; untiled, the
+    activations of the same 768x768 image take over 60 MB more (so the measurement can see them)."""
+    def excess(side: int, tile: int) -> float:
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+        out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(side), str(tile)], capture_output=True,
+                             text=True, env=env, timeout=300, check=True).stdout.split()
+        grew, out_bytes = int(out[0]), int(out[1])
+        return (grew - out_bytes) / 2**20  # MiB beyond the output buffer
+
+    small, big = excess(96, 64), excess(768, 64)  # 2x2 = 4 tiles vs 16x16 = 256 tiles of 64 (overlap 16)
+    assert small < 20 and big < 20, (small, big)
+    assert excess(768, 0) > 60  # untiled: 768^2 x 16 channels x 4 B = 36 MiB per activation, two alive

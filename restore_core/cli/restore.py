@@ -6,11 +6,20 @@
 
 Fusion models (FusionMamba) take two images: ``restore-core fuse`` (restore_core/cli/fuse.py).
 
-INPUT: image files (PNG / JPEG / BMP / TIFF, 8- or 16-bit, grey or colour) or folders of them. Each result is
-written atomically as ``OUTDIR/<name>.png`` (16-bit PNG for 16-bit grey inputs, else 8-bit). Grey inputs to a
-colour model are repeated to RGB, colour inputs to a grey model converted to luma (BT.601). Runs on the GPU when
-present (``--device``), tiles large inputs (``--tile``, ``--tile-overlap``) with a progress bar, and averages
-the x8 geometric self-ensemble with ``--self-ensemble``. See restore_core/inference.py.
+INPUT: image files (PNG / JPEG / BMP / TIFF / WebP, 8- or 16-bit, grey or colour, with or without alpha) or
+folders of them. Each result ``OUTDIR/<name><suffix>.<ext>`` is written atomically in the input's own form
+(restore_core/data/image_file.py): 16-bit stays 16-bit (never rounded to 8 bits on the way), grey stays grey,
+alpha is carried (not restored: copied, or for SR upscaled with the MATLAB bicubic of
+restore_core/data/imresize.py and clipped), the EXIF orientation is applied on reading and not written again,
+the ICC profile is copied. ``--format same`` (default) keeps PNG, TIFF and JPEG inputs in their format and writes
+everything else as PNG; ``--format png|tiff|jpg`` chooses, and a format that cannot hold the result (16-bit or
+alpha to JPEG) is an error before any work (no silent down-conversion). A grey input to a colour model is
+repeated to RGB and the output turned back into one channel by BT.601 luma (0.299 R + 0.587 G + 0.114 B, as
+for colour inputs to a grey model); a grey model takes it directly. Runs on the GPU when present
+(``--device``), tiles large inputs (``--tile``, ``--tile-overlap``; by default 128-pixel tiles above 320x320
+pixels, which keeps a 4000x3000 photo with mambair:light_sr_x2 under 4 GB: see the README) with a tqdm
+progress bar and ETA over tiles, and averages the x8 geometric self-ensemble with ``--self-ensemble``. See
+restore_core/inference.py.
 """
 from __future__ import annotations
 
@@ -24,7 +33,7 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-AUTO_TILE = 256          # tile side used when --tile is not given and the image exceeds AUTO_TILE_PIXELS
+AUTO_TILE = 128          # tile side used when --tile is not given and the image exceeds AUTO_TILE_PIXELS
 AUTO_TILE_PIXELS = 320 * 320
 
 
@@ -47,7 +56,10 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--tile-overlap", type=int, default=32, help="pixels shared by neighbouring tiles (32)")
     p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (x8 slower)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    p.add_argument("--suffix", default="", help="appended to each output file name (before .png)")
+    p.add_argument("--suffix", default="", help="appended to each output file name (before the extension)")
+    p.add_argument("--format", default="same", choices=("same", "png", "tiff", "jpg"),
+                   help="output file type (default: same as the input for PNG/TIFF/JPEG, else PNG); a format that "
+                        "cannot hold the image (16-bit or alpha to jpg) is an error")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -163,14 +175,32 @@ def _official_hint(path: Path) -> str:
             f"ARCH:PRESET (`restore-core inspect {path}` names it)")
 
 
+def output_path(src: Path, outdir: Path, suffix: str = "", fmt: str = "same") -> Path:
+    """``outdir/<stem><suffix>.<ext>`` for ``src`` with ``--format fmt``; errors when the format cannot hold it.
+
+    With ``same`` the input's own extension is kept when its format is the output's (``.jpeg`` stays ``.jpeg``).
+    """
+    from ..data.image_file import EXTENSIONS, output_format, probe_image
+
+    out_fmt = output_format(fmt, probe_image(src), name=str(src))
+    ext = src.suffix.lower() if src.suffix.lower() in EXTENSIONS[out_fmt] else EXTENSIONS[out_fmt][0]
+    return outdir / f"{src.stem}{suffix}{ext}"
+
+
 def restore_file(model: nn.Module, src: Path, dst: Path, *, pixel_range: float, tile: Optional[int],
                  tile_overlap: int, use_self_ensemble: bool, device: torch.device, progress: bool) -> Path:
-    """Read ``src``, restore it, write ``dst`` atomically (16-bit PNG for 16-bit grey inputs)."""
-    from ..data.io import convert_channels, read_image_uint, to_float_tensor, write_image
+    """Read ``src``, restore it, write ``dst`` (format from its extension) atomically in the input's form.
+
+    Bit depth, grey/colour, alpha (carried; for SR upscaled by MATLAB bicubic and clipped), EXIF and ICC
+    profile are kept as the module docstring says.
+    """
+    from ..data.image_file import load_image, save_image, to_grey
+    from ..data.imresize import imresize
+    from ..data.io import convert_channels
     from ..inference import restore_tensor
 
-    arr = read_image_uint(src)
-    x = convert_channels(to_float_tensor(arr), _in_channels(model))
+    img = load_image(src)
+    x = convert_channels(img.pixels, _in_channels(model))  # (C_model, H, W)
     h, w = x.shape[-2:]
     if tile is None:
         tile = AUTO_TILE if h * w > AUTO_TILE_PIXELS else None
@@ -180,9 +210,14 @@ def restore_file(model: nn.Module, src: Path, dst: Path, *, pixel_range: float, 
         raise ValueError(f"--tile ({tile}) must be larger than --tile-overlap ({tile_overlap})")
     y = restore_tensor(model, x, tile=tile, tile_overlap=tile_overlap, use_self_ensemble=use_self_ensemble,
                        pixel_range=pixel_range, device=device, progress=progress, desc=src.name)
-    bits = 16 if (arr.dtype.itemsize == 2 and y.shape[0] == 1) else 8
-    write_image(dst, y.clamp(0, 1), bits=bits)
-    return dst
+    del x
+    y.clamp_(0, 1)  # (C_out, s*H, s*W)
+    if img.info.channels == 1 and y.shape[0] == 3:
+        y = to_grey(y)  # grey in, grey out
+    alpha = img.alpha
+    if alpha is not None and y.shape[-2:] != alpha.shape[-2:]:
+        alpha = imresize(alpha, size=tuple(y.shape[-2:])).clamp_(0, 1)  # (1, s*H, s*W), not restored: carried
+    return save_image(dst, y, alpha, bits=img.info.bits, icc_profile=img.icc_profile, exif=img.exif)
 
 
 def _refuse_fusion(args: argparse.Namespace, model: Optional[nn.Module] = None) -> None:
@@ -196,7 +231,7 @@ def _refuse_fusion(args: argparse.Namespace, model: Optional[nn.Module] = None) 
 def run(args: argparse.Namespace) -> int:
     _refuse_fusion(args)
     inputs = collect_inputs(args.inputs)
-    targets = [Path(args.output) / f"{src.stem}{args.suffix}.png" for src in inputs]
+    targets = [output_path(src, Path(args.output), args.suffix, args.format) for src in inputs]
     for i, dst in enumerate(targets):
         if dst in targets[:i]:
             raise ValueError(f"two inputs would both be written to {dst}; rename one or use separate runs")

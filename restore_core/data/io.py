@@ -3,12 +3,16 @@
 Conventions (used by every dataset and chapter):
 
 * ``read_image(path)`` -> float32 tensor ``(C, H, W)`` in ``[0, 1]``. 8-bit files are divided by 255,
-  16-bit files by 65535. Palette images are expanded to RGB, alpha is dropped (never blended), CMYK -> RGB by
+  16-bit files by 65535 (16-bit colour PNGs and TIFFs too, at full precision: see
+  :mod:`restore_core.data.png16`). Palette images are expanded to RGB, alpha is dropped (never blended), CMYK -> RGB by
   Pillow.
 * ``channels=3`` turns gray into RGB by repeating the one plane; ``channels=1`` turns RGB into gray with the
   BT.601 luma weights ``0.299 R + 0.587 G + 0.114 B`` (what OpenCV's ``COLOR_RGB2GRAY`` and Pillow's ``"L"``
   use; PSNR-on-Y uses the *studio-range* Y of :func:`restore_core.metrics.rgb_to_y`, which is different).
 * ``write_image(path, x)`` rounds to 8 (or 16) bits and writes atomically (temporary file + ``os.replace``).
+
+``restore-core restore`` keeps a user's file in its own form (alpha, EXIF orientation, ICC profile, format)
+with :mod:`restore_core.data.image_file` instead.
 
 Errors name the problem: a missing file (``FileNotFoundError``), a file that is not an image, an unsupported
 channel count, an image smaller than a requested crop (:class:`ImageFormatError`, a ``ValueError``).
@@ -53,6 +57,11 @@ def read_image_uint(path: PathLike) -> np.ndarray:
         raise ImageFormatError(f"{path} is a directory, not an image file")
     try:
         with Image.open(path) as im:
+            from .image_file import read_16bit_colour  # (imports this module)
+
+            deep = read_16bit_colour(path, im)
+            if deep is not None:  # (H, W, C) uint16, C in 1..4: drop alpha as below
+                return deep[:, :, 0] if deep.shape[2] <= 2 else deep[:, :, :3]
             im.load()
             mode = im.mode
             if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
@@ -71,8 +80,17 @@ def read_image_uint(path: PathLike) -> np.ndarray:
             else:  # RGB, RGBA, P, CMYK, YCbCr, ...
                 arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
     except UnidentifiedImageError:
-        raise ImageFormatError(f"{path} is not a readable image file") from None
-    except OSError as exc:  # truncated or corrupt files
+        with open(path, "rb") as fh:
+            tiff = fh.read(4) in (b"II*\x00", b"MM\x00*")
+        if not tiff:
+            raise ImageFormatError(f"{path} is not a readable image file") from None
+        from .image_file import _read_tiff16  # a TIFF Pillow has no mode for (16-bit grey + alpha)
+
+        deep = _read_tiff16(path)
+        return deep[:, :, 0] if deep.shape[2] <= 2 else deep[:, :, :3]
+    except ImageFormatError:
+        raise
+    except (OSError, ValueError) as exc:  # truncated or corrupt files
         raise ImageFormatError(f"{path} could not be decoded: {exc}") from None
     return arr
 
@@ -157,7 +175,7 @@ def tensor_to_uint(x: torch.Tensor, bits: int = 8) -> np.ndarray:
 
 
 def write_image_uint(path: PathLike, arr: np.ndarray, quality: int = 95) -> None:
-    """Write a uint8/uint16 ``(H, W)`` or ``(H, W, 3)`` array atomically; format from the extension."""
+    """Write a uint8/uint16 ``(H, W)`` or ``(H, W, 3)`` array atomically; format from the extension (16-bit: PNG)."""
     import io
 
     path = Path(path)
@@ -166,9 +184,13 @@ def write_image_uint(path: PathLike, arr: np.ndarray, quality: int = 95) -> None
     if fmt is None:
         raise ImageFormatError(f"cannot write {path}: unknown image extension {path.suffix!r}")
     if arr.dtype == np.uint16:
-        if fmt != "PNG" or arr.ndim != 2:
-            raise ImageFormatError("16-bit images can be written only as single-channel PNG")
-        im = Image.fromarray(arr)
+        if fmt != "PNG" or not (arr.ndim == 2 or arr.shape[2] == 3):
+            raise ImageFormatError("16-bit images can be written only as grey or RGB PNG here "
+                                   "(TIFF and alpha: restore_core.data.image_file.save_image)")
+        from .png16 import encode_png
+
+        atomic_write_bytes(path, encode_png(arr))
+        return
     elif arr.dtype == np.uint8:
         im = Image.fromarray(arr)
     else:
