@@ -34,12 +34,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
-
-import yaml
+from typing import Any, Dict, List, Optional, Sequence
 
 from ..fsutil import chmod_like_new_file
 from .chapter import PROFILES
+from .dry_run import is_dry_run
+from .scoreboard import write_scoreboard
+from .toc import toc_chapters
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NPROC_ENV = "RESTORE_CORE_BOOK_NPROC"
@@ -68,42 +69,6 @@ def train_nproc() -> int:
     if n < 1:
         raise ValueError(f"{NPROC_ENV} must be a positive integer, got {n}")
     return n
-
-
-def toc_entries(node: Any) -> Iterable[str]:
-    """Every ``root`` and ``file`` entry of a parsed _toc.yml, in book order."""
-    if isinstance(node, dict):
-        for key in ("root", "file"):
-            if isinstance(node.get(key), str):
-                yield node[key]
-        for key in ("parts", "chapters", "sections"):
-            for child in node.get(key) or []:
-                yield from toc_entries(child)
-    elif isinstance(node, list):
-        for child in node:
-            yield from toc_entries(child)
-
-
-def toc_chapters(toc: os.PathLike = REPO_ROOT / "_toc.yml") -> List[Path]:
-    """The notebooks ``_toc.yml`` lists, in book order (Markdown pages are skipped).
-
-    Entries are paths relative to the toc's folder, with or without the ``.ipynb`` suffix. A listed entry
-    with no file at all raises FileNotFoundError naming it.
-    """
-    toc = Path(toc)
-    if not toc.is_file():
-        raise FileNotFoundError(f"table of contents not found: {toc}")
-    root = toc.parent
-    out: List[Path] = []
-    for entry in toc_entries(yaml.safe_load(toc.read_text())):
-        path = root / entry
-        candidates = [path] if path.suffix else [path.with_suffix(s) for s in (".ipynb", ".md", ".rst")]
-        found = next((c for c in candidates if c.is_file()), None)
-        if found is None:
-            raise FileNotFoundError(f"_toc.yml lists {entry!r}, but no such page exists under {root}")
-        if found.suffix == ".ipynb" and found not in out:
-            out.append(found)
-    return out
 
 
 def select_chapters(all_chapters: Sequence[Path], wanted: Optional[Sequence[str]]) -> List[Path]:
@@ -263,14 +228,10 @@ def run_book(profile: str = "quick", chapters: Optional[Sequence[str]] = None, d
     """
     from tqdm.auto import tqdm
 
-    from .scoreboard import write_scoreboard
-
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
     if nproc < 1:
         raise ValueError(f"nproc must be >= 1, got {nproc}")
-    from .dry_run import is_dry_run
-
     check_clean_tree(profile, allow_dirty or is_dry_run())
     toc = Path(toc)
     executed_dir = Path(executed_dir) if executed_dir is not None else toc.parent / "_build" / "executed"

@@ -24,10 +24,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import yaml
 
 from ..fsutil import atomic_write_text
-from ..profiles import PROFILES
-from ..profiles import CALL_PROFILES
+from ..profiles import CALL_PROFILES, PROFILES
 from .results import RESULTS_DIR, all_results, annotate_calls
-from .runner import toc_entries
+from .toc import toc_entries
 
 GENERATED_PATH = RESULTS_DIR.parent / "_generated" / "scoreboard.md"
 TOC_PATH = RESULTS_DIR.parents[1] / "_toc.yml"
