@@ -130,11 +130,12 @@ def make_tiny_book(root: Path, with_results: bool) -> Path:
     results = root / "results"
     results.mkdir()
     if with_results:
+        # a study profile with paired seeds: no_ca - full = -0.25 on both seeds, the paper's -0.09: a call
         rows = [{"variant": "full", "dataset": "Set5", "metric": "PSNR", "paper": 38.57, "ours": 30.5,
-                 "ours_std": None, "seeds": None},
+                 "ours_std": 0.03, "seeds": [30.48, 30.52], "seed_ids": [0, 1]},
                 {"variant": "no_ca", "dataset": "Set5", "metric": "PSNR", "paper": 38.48, "ours": 30.25,
-                 "ours_std": 0.02, "seeds": [30.23, 30.27]}]
-        save_results("ablation_test", "quick", paper="MambaIR", table="Table 2: test table",
+                 "ours_std": 0.02, "seeds": [30.23, 30.27], "seed_ids": [0, 1]}]
+        save_results("ablation_test", "cpu", paper="MambaIR", table="Table 2: test table",
                      scale="tiny test run", rows=rows, reference_variant="full", out_dir=results)
     cfg = yaml.safe_load((REPO_ROOT / "_config.yml").read_text())
     cfg["sphinx"]["config"]["html_static_path"] = [str(REPO_ROOT / "_vendor")]
@@ -210,7 +211,7 @@ def test_tiny_book_with_results_shows_the_numbers():
     html = tiny_book_build().require()
     intro = (html / "book" / "intro.html").read_text()
     assert "Table 2: test table" in intro and "38.57" in intro and "30.25 ± 0.0200" in intro
-    assert "✓" in intro  # paper: no_ca < full, ours: no_ca < full -> agrees
+    assert "✓" in intro  # paper: no_ca < full, ours: no_ca < full on every seed -> agrees
     assert 'href="07_ablation_test.html"' in intro  # the table's name links to its chapter
     page = (html / "book" / "07_ablation_test.html").read_text()
     assert "_static/widgets/embed-amd.js" in page and "_static/widgets/require.js" in page
@@ -219,9 +220,9 @@ def test_tiny_book_with_results_shows_the_numbers():
     assert (html / "_static" / "mathjax" / "tex-chtml-full.js").is_file()
 
 
-HEADER = re.compile(r"chapter \S+ · profile (quick|full) · restore_core \S+ \(commit [0-9a-f]+(\+dirty)?\) · "
+HEADER = re.compile(r"chapter \S+ · profile (quick|cpu|full) · restore_core \S+ \(commit [0-9a-f]+(\+dirty)?\) · "
                     r"torch \S+ · device .+")
-FOOTER = re.compile(r"chapter \S+ ran in \d+ s \((quick|full) profile\)")
+FOOTER = re.compile(r"chapter \S+ ran in \d+ s \((quick|cpu|full) profile\)")
 
 
 def _stream_text(nb: dict) -> str:
