@@ -216,3 +216,16 @@ def test_bench_cli_writes_json(tmp_path):
     assert res["methods"]["native"]["fwd_ms"] > 0 and res["methods"]["native"]["fwd_bwd_ms"] > 0
     assert res["floors_ms"]["exp_fwd"] > 0 and doc["exp_rate_1e9_per_s"]["vector_exp"] > 0
     assert main(["bench", "scan", "--configs", "nope"]) == 2
+
+
+def test_native_build_compiles_a_copy_in_the_cache_so_every_checkout_shares_it(tmp_path):
+    """torch's build.ninja records the source path: the kernel is compiled from a copy inside the build folder,
+    identical for every checkout of the same source, so a second clone does not rebuild the shared entry."""
+    from restore_core.ssm import native
+
+    first = native.build_source(tmp_path)
+    assert first.parent == tmp_path and first.read_bytes() == native.SOURCE.read_bytes()
+    stamp = first.stat().st_mtime_ns
+    assert native.build_source(tmp_path) == first and first.stat().st_mtime_ns == stamp  # unchanged: not rewritten
+    first.write_text("// stale")
+    assert native.build_source(tmp_path).read_bytes() == native.SOURCE.read_bytes()

@@ -101,6 +101,21 @@ def _file_lock(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def build_source(build: Path) -> Path:
+    """The kernel source as compiled: a copy in the build folder (written when missing or different).
+
+    torch's ``build.ninja`` records the source's path; compiling the package's own file would make every checkout
+    of the same source (clones, worktrees, a CI clone) rewrite the shared cache entry and rebuild it.
+    """
+    source = build / SOURCE.name
+    text = SOURCE.read_bytes()
+    if not source.is_file() or source.read_bytes() != text:
+        tmp = source.with_name(f".{source.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(text)
+        os.replace(tmp, source)
+    return source
+
+
 def load():
     """The compiled extension (building it on first use on this machine). Raises if the build fails."""
     global _ext
@@ -113,8 +128,9 @@ def load():
     build = cache_dir()
     build.mkdir(parents=True, exist_ok=True)
     with _file_lock(build.parent / f"{build.name}.lock"):
+        source = build_source(build)
         quiet = not log.isEnabledFor(logging.DEBUG)
-        _ext = cpp_load(name=f"restore_core_scan_{cache_key()}", sources=[str(SOURCE)],
+        _ext = cpp_load(name=f"restore_core_scan_{cache_key()}", sources=[str(source)],
                         extra_cflags=compile_flags(), extra_ldflags=["-fopenmp"], build_directory=str(build),
                         verbose=not quiet)
     log.info("selective_scan native extension loaded from %s", build)
