@@ -56,3 +56,29 @@ def test_channel_activations_read_the_last_ss2d_output():
         assert torch.allclose(every[name], channel_activations(model, x, module=m), atol=0)
     with pytest.raises(ValueError, match="no SS2D"):
         channel_activations(torch.nn.Conv2d(3, 3, 1), x)
+
+
+def test_channel_statistics_match_a_direct_computation_and_ca_removal():
+    from restore_core.analysis import remove_channel_attention, ss2d_channel_statistics
+    from restore_core.layers.channel_attention import CAB, ChannelAttention
+
+    torch.manual_seed(0)
+    model = build_model("mambair", "tiny_sr_x2").eval()
+    x = torch.rand(3, 3, 12, 10)
+    stats = ss2d_channel_statistics(model, x, batch_size=2)
+    acts = ss2d_channel_activations(model, x, batch_size=2)
+    name = list(stats)[-1]
+    seen = []
+    h = ss2d_modules(model)[name].register_forward_hook(lambda m, i, o: seen.append(o))
+    with torch.no_grad():
+        model(x)
+    h.remove()
+    y = seen[0].double().flatten(1, 2)                                  # (Bt, H*W, C)
+    assert torch.allclose(stats[name]["relu_gap"], acts[name], atol=1e-12)
+    assert torch.allclose(stats[name]["rms"], y.square().mean(1).sqrt(), atol=1e-6)
+    cov0 = torch.cov(y[0].T, correction=0)
+    assert stats[name]["cov"].shape == (3, 32, 32) and torch.allclose(stats[name]["cov"][0], cov0, atol=1e-6)
+    assert 1.0 <= effective_rank(stats[name]["cov"][0]) <= 32
+    assert remove_channel_attention(model) == 4
+    assert not any(isinstance(m, ChannelAttention) for m in model.modules())
+    assert sum(isinstance(m, CAB) for m in model.modules()) == 4 and remove_channel_attention(model) == 0

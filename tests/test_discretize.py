@@ -288,3 +288,18 @@ def test_bad_arguments_name_the_problem():
         dz.causal_conv(torch.zeros(3, dtype=f64), torch.zeros(3, dtype=f64), method="fir")
     with pytest.raises(ValueError, match="must be a positive multiple of delta"):
         dz.step_error(A, B, C, 0.0, 0.3, 1.0, "zoh")
+
+
+def test_euler_max_step_is_the_stability_edge():
+    omega, zeta = 2.0, 0.3
+    A = torch.tensor([[0.0, 1.0], [-omega ** 2, -2 * zeta * omega]], dtype=torch.float64)
+    B = torch.tensor([0.0, omega ** 2], dtype=torch.float64)
+    limit = dz.euler_max_step(A)
+    assert abs(limit - 2 * zeta / omega) < 1e-12
+    assert dz.spectral_radius(dz.discretize_euler(A, B, 0.999 * limit)[0]) < 1
+    assert dz.spectral_radius(dz.discretize_euler(A, B, 1.001 * limit)[0]) > 1
+    a = -torch.tensor([1.0, 16.0], dtype=torch.float64)  # diagonal: Δ < 2/|a|
+    assert abs(dz.euler_max_step(a) - 2 / 16) < 1e-12
+    assert abs(dz.spectral_radius(a) - 16) < 1e-12
+    with pytest.raises(ValueError):
+        dz.euler_max_step(torch.tensor([1.0, -1.0]))

@@ -164,3 +164,14 @@ def test_subtract_input_removes_only_the_identity_spike():
         erf_map(PlainCNN(num_feat=8, num_blocks=1, upscale=2).eval(), x, subtract_input=True)
     with pytest.raises(ValueError, match="output_sum"):
         erf_map(body, x, target="feature_relu", feature_module=body.head, subtract_input=True)
+
+
+def test_row_major_split_by_hand():
+    from restore_core.analysis import row_major_split
+
+    a = np.zeros((5, 5))
+    a[0, 0], a[2, 2], a[2, 3], a[4, 1] = 1.0, 1.0, 1.0, 1.0            # centre (2, 2)
+    causal, beyond = row_major_split(a)
+    assert causal == pytest.approx(0.5) and beyond == pytest.approx(0.25)  # (4, 1) lies 2 rows below
+    assert row_major_split(a, margin_rows=2)[1] == 0.0
+    assert all(math.isnan(v) for v in row_major_split(np.zeros((3, 3))))

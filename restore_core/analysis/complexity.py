@@ -13,11 +13,11 @@ FLOPs (:func:`count_flops`), by forward hooks on one real forward pass (no thop 
 * Conv / ConvTranspose / Linear: multiply-accumulates, bias not counted (fvcore's convention):
   conv ``out.numel() * C_in/groups * k_h * k_w``; transposed conv ``in.numel() * C_out/groups * k_h * k_w``;
   linear ``out.numel() * in_features``.
-* SS2D (and any module with a ``scan_dims(x) -> [(Bt, D, L, N, has_skip), ...]`` method): the per-direction
+* SS2D (and any module with a ``scan_dims(x) -> [(Bt, E, L, N, has_skip), ...]`` method): the per-direction
   projections done with einsum (x_proj: ``Bt*K*L*E*(R+2N)`` MACs, dt_proj: ``Bt*K*L*R*E`` MACs) and the
-  selective scan counted analytically (:func:`selective_scan_ops`): per element of (Bt, D, L, N) one ``exp``
+  selective scan counted analytically (:func:`selective_scan_ops`): per element of (Bt, E, L, N) one ``exp``
   (of Δ·A), five multiplies (Δ·A, Δ·u·B (2), Ā·h, C·h) and two adds (the state update and the accumulation of
-  C·h over N); per element of (Bt, D, L) one add (delta bias) and one softplus, plus a multiply and an add for
+  C·h over N); per element of (Bt, E, L) one add (delta bias) and one softplus, plus a multiply and an add for
   the D·u skip.
 * Attention products done with ``@`` / ``einsum`` (Q·Kᵀ and A·V), which no module hook sees: any module with a
   ``matmul_macs(x) -> int`` method (called with its first input) adds those MACs, e.g. full self-attention over
@@ -126,10 +126,10 @@ def thop_missed_parameters(model: nn.Module) -> Dict[str, int]:
     return dict(sorted(missed.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def selective_scan_ops(Bt: int, D: int, L: int, N: int, has_skip: bool = True, delta_bias: bool = True,
+def selective_scan_ops(Bt: int, E: int, L: int, N: int, has_skip: bool = True, delta_bias: bool = True,
                        delta_softplus: bool = True, gate: bool = False) -> Dict[str, int]:
-    """Operation counts of one selective scan over u: (Bt, D, L) with state size N (see the module docstring)."""
-    elems, seq = Bt * D * L * N, Bt * D * L
+    """Operation counts of one selective scan over u: (Bt, E, L) with state size N (see the module docstring)."""
+    elems, seq = Bt * E * L * N, Bt * E * L
     ops = {"exp": elems, "mul": 5 * elems, "add": 2 * elems, "softplus": 0}
     if delta_bias:
         ops["add"] += seq
@@ -220,10 +220,10 @@ def count_flops(model: nn.Module, *inputs: Tensor) -> FlopReport:
             dims = _ss2d_scan_dims(m, x)
         else:
             dims = m.scan_dims(x)
-        for Bt, D, L, N, skip in dims:
-            for k, v in selective_scan_ops(Bt, D, L, N, has_skip=skip).items():
+        for Bt, E, L, N, skip in dims:
+            for k, v in selective_scan_ops(Bt, E, L, N, has_skip=skip).items():
                 report.scan_ops[k] += v
-            add("selective_scan", sum(selective_scan_ops(Bt, D, L, N, has_skip=skip).values()))
+            add("selective_scan", sum(selective_scan_ops(Bt, E, L, N, has_skip=skip).values()))
 
     def matmul_hook(m: nn.Module, args: tuple) -> None:
         n = int(m.matmul_macs(args[0]))

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ERF_TARGETS", "ERF_MAGNITUDES", "DISPLAY_TRANSFORMS", "AREA_THRESHOLDS", "erf_map", "display_transform",
+__all__ = ["ERF_TARGETS", "ERF_MAGNITUDES", "DISPLAY_TRANSFORMS", "AREA_THRESHOLDS", "erf_map", "display_transform", "row_major_split",
            "area_ratio", "area_ratios", "mass_within", "ERFSummary", "erf_summary"]
 
 ERF_TARGETS = ("output_sum", "feature_relu")
@@ -165,6 +165,31 @@ def mass_within(erf: np.ndarray, side: int) -> float:
     r = side // 2
     ch, cw = h // 2, w // 2
     return float(a[max(0, ch - r):ch + r + 1, max(0, cw - r):cw + r + 1].sum() / total)
+
+
+def row_major_split(erf: np.ndarray, margin_rows: int = 0) -> Tuple[float, float]:
+    """Where a one-direction (row-major, causal) scan can and cannot draw from, as shares of the map's mass.
+
+    erf: (H, W) non-negative, centre (H // 2, W // 2). Returns (causal, beyond): ``causal`` = the share at pixels
+    up to and including the centre in row-major order (those the scan visits before it); ``beyond`` = the share in
+    rows more than ``margin_rows`` below the centre row. With ``margin_rows`` = the radius that the model's local
+    layers add around the scan (one per 3x3 convolution in series), ``beyond`` is mass that neither the scan nor
+    the local layers can carry: it must come from a global operation (e.g. channel attention's average pool).
+    (nan, nan) for an all-zero map.
+    """
+    a = np.asarray(erf, dtype=np.float64)
+    if a.ndim != 2 or (a < 0).any():
+        raise ValueError("the ERF map must be a non-negative (H, W) array")
+    if margin_rows < 0:
+        raise ValueError(f"margin_rows must be >= 0, got {margin_rows}")
+    total = a.sum()
+    if total <= 0:
+        return math.nan, math.nan
+    h, w = a.shape
+    centre = (h // 2) * w + w // 2
+    causal = a.reshape(-1)[:centre + 1].sum() / total
+    beyond = a[h // 2 + margin_rows + 1:].sum() / total
+    return float(causal), float(beyond)
 
 
 def area_ratios(erf: np.ndarray, thresholds: Sequence[float] = AREA_THRESHOLDS) -> Dict[float, float]:

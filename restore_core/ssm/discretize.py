@@ -5,9 +5,9 @@ eqs. (1)-(5); Gu & Dao, "Mamba: Linear-Time Sequence Modeling with Selective Sta
 arXiv:2312.00752, eq. (4) and Section 3.5 (ZOH for A, Euler for B in the selective scan).
 Explained in the book chapter "SSM discretization" (book/01_ssm_discretization.ipynb).
 
-The continuous linear time-invariant (LTI) single-input single-output SSM::
+The continuous linear time-invariant (LTI) single-input single-output SSM (state h, as in book/notation.md)::
 
-    x'(t) = A x(t) + B u(t),     y(t) = C x(t) + D u(t)
+    h'(t) = A h(t) + B u(t),     y(t) = C h(t) + D u(t)
 
     A: (N, N) dense, or (N,) for a diagonal A (as in S4D and Mamba)
     B: (N,)   C: (N,)   D: scalar (float or 0-d tensor)
@@ -21,7 +21,7 @@ Discretised with step Δ into ``h_k = Ā h_{k-1} + B̄ u_k``, ``y_k = C h_k + D 
 * Euler (forward): Ā = I + ΔA, B̄ = ΔB.
 
 Sample convention (used by the exact-response helpers): step k covers the interval (kΔ, (k+1)Δ], the input
-sample u_k is the value held there, and h_k approximates x((k+1)Δ). With this convention ZOH is exact for
+sample u_k is the value held there, and h_k approximates h((k+1)Δ). With this convention ZOH is exact for
 piecewise-constant input, bilinear is second-order and Euler first-order accurate.
 
 Unrolling the recurrence gives the convolution y = K̄ * u + D u with K̄ = (C B̄, C Ā B̄, ..., C Ā^{L-1} B̄)
@@ -29,8 +29,8 @@ Unrolling the recurrence gives the convolution y = K̄ * u + D u with K̄ = (C B
 C_t: Ā_t = exp(Δ_t A), B̄_t = Δ_t B_t; :func:`selective_discretize` and :func:`time_varying_recurrence`
 spell that out and equal :func:`restore_core.ssm.selective_scan`.
 
-Differences from the official code: S4's and Mamba's kernels work on batches of channels with complex
-diagonal A and compute K̄ with Cauchy/Vandermonde kernels; this module is a float64-friendly reference for one
+Differences from the official code: S4 computes K̄ for a diagonal-plus-low-rank A with a Cauchy kernel, S4D
+and Mamba use (complex or real) diagonal A and, where K̄ is needed (S4D), a Vandermonde product; this module is a float64-friendly reference for one
 real SISO system (time-invariant part) written for clarity, not speed.
 """
 from __future__ import annotations
@@ -162,6 +162,27 @@ def discretize(A: Tensor, B: Tensor, delta: Scalar, method: str = "zoh") -> Tupl
     return _METHODS[method](A, B, delta)
 
 
+def spectral_radius(dA: Tensor) -> float:
+    """ρ(Ā) = the largest |eigenvalue| of Ā: (N, N) or diagonal (N,). The recurrence is stable iff ρ(Ā) < 1.
+    Explained in the book chapter "SSM discretization".
+    """
+    lam = dA if is_diagonal(dA) else torch.linalg.eigvals(dA)
+    return float(lam.abs().max())
+
+
+def euler_max_step(A: Tensor) -> float:
+    """The largest stable forward-Euler step: |1 + Δλ| < 1 for every eigenvalue λ of A iff Δ < min_λ 2|Re λ|/|λ|².
+
+    A: (N, N) or diagonal (N,), with Re λ < 0 (a stable continuous system; raises otherwise).
+    For a damped oscillator (λ = ω(-ζ ± i sqrt(1 - ζ²))) this is 2ζ/ω.
+    Explained in the book chapter "SSM discretization".
+    """
+    lam = A.to(torch.complex128) if is_diagonal(A) else torch.linalg.eigvals(A).to(torch.complex128)
+    if not bool((lam.real < 0).all()):
+        raise ValueError("euler_max_step needs a stable A (every eigenvalue with negative real part)")
+    return float((-2 * lam.real / lam.abs() ** 2).min())
+
+
 # ------------------------------------------------------------------------ recurrence and convolution
 def _apply_A(dA: Tensor, h: Tensor) -> Tensor:
     """Ā h for h: (..., N); Ā dense (N, N) or diagonal (N,)."""
@@ -264,7 +285,7 @@ def piecewise_constant_response(A: Tensor, B: Tensor, C: Tensor, D: Scalar, leve
 
     The last level is held beyond the last interval (hold = inf gives a step of height levels[0]).
     A: (N, N) or (N,); B, C: (N,); levels: (J,); t: (T,) evaluation times > 0, in any order.
-    Returns y(t): (T,), with y(t) = C x(t) + D u(t). The state is propagated exactly interval by interval,
+    Returns y(t): (T,), with y(t) = C h(t) + D u(t). The state is propagated exactly interval by interval,
     x(τ + s) = exp(sA) x(τ) + ∫_0^s exp(rA) dr B u, with the matrix exponential (no time stepping).
     Explained in the book chapter "SSM discretization".
     """
