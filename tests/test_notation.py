@@ -22,9 +22,7 @@ NOTATION = BOOK / "notation.md"
 # a shape that starts with B, e.g. "x: (B, C, H, W)" or "-> (B, L)"; "(Bt, ...)" and "B: (Bt, N, L)" pass
 BATCH_AS_B = re.compile(r"(?<![\w.])\(\s*B\s*,")  # not a call such as corr(B, F)
 # Chapters whose notation still awaits its owner (issue #21); listed, not skipped, so a fix shows as XPASS.
-PENDING = {"03_ablation_mambair.ipynb": "sigma( for the sigmoid of channel attention; R for dt_rank only",
-           "05_ablation_cu_mamba.ipynb": "the predicted residual is written R (the Delta rank)",
-           "06_ablation_fusion_mamba.ipynb": "sigma( for the sigmoid of the difference-perception weights"}
+PENDING: dict = {}
 
 
 def _docstrings(path: Path):
@@ -83,7 +81,8 @@ def test_the_forbidden_forms_table_is_read():
     assert forms["(B, "].search("u: (B, D, L)") and not forms["(B, "].search("corr(B, F - A)")
 
 
-PAGES = sorted(p for p in [*BOOK.glob("*.ipynb"), *BOOK.glob("*.md")] if p.name != "notation.md")
+PAGES = sorted(p for p in [*BOOK.glob("*.ipynb"), *BOOK.glob("*.md")]
+               if p.name != "notation.md" and not p.name.startswith("."))  # not a runner's temporary copy
 
 
 @pytest.mark.parametrize("page", [pytest.param(p, id=p.name, marks=pytest.mark.xfail(reason=PENDING[p.name]))
