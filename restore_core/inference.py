@@ -228,7 +228,7 @@ def restore_tensor(model: nn.Module, x: Tensor, tile: Optional[int] = None, tile
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=total, desc=desc, unit="tile", leave=False)
+        bar = tqdm(total=total, desc=desc, unit="tile", leave=False, disable=False)  # asked for: shown (not TQDM_DISABLE)
     tick = bar.update if bar is not None else None
 
     def run(t: Tensor) -> Tensor:
