@@ -94,7 +94,7 @@ def test_no_calls_while_the_reference_is_below_its_baseline(result):
     study = dataclasses.replace(result, profile="cpu")
     assert study.learned is False and not study.makes_calls
     assert all(r["call"] is None for r in study.rows())
-    assert "below baseline" in repr(study.table())
+    assert "below target (+0.5 dB over bicubic)" in repr(study.table())
     ahead = dataclasses.replace(study, baselines={"bicubic": {"PSNR": 1.0, "SSIM": 0.0}})
     assert ahead.learned is True and any(r["call"] is not None for r in ahead.rows())
 

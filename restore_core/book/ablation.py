@@ -32,6 +32,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ..profiles import CALL_PROFILES
 from .dry_run import is_dry_run
+from .learning_targets import target_text
 from .results import annotate_calls, beats_baselines, load_results, save_results
 
 
@@ -92,8 +93,8 @@ class AblationResult:
 
     @property
     def learned(self) -> Optional[bool]:
-        """Whether the reference variant beats every trivial baseline (None without baselines); see
-        :func:`restore_core.book.results.beats_baselines`."""
+        """Whether the reference variant meets its task's learning target over the trivial baselines (None without
+        baselines); see :mod:`restore_core.book.learning_targets`."""
         rows = [{"variant": s["variant"], "metric": m, "ours": s[m]} for s in self.summary() for m in self.metrics]
         return beats_baselines(rows, self.baselines, self.reference)
 
@@ -168,7 +169,7 @@ class AblationResult:
             elif self.profile not in CALL_PROFILES:
                 call = "smoke run"
             elif not self.makes_calls:
-                call = "below baseline"
+                call = f"below target ({target_text(self.baselines)})"
             else:
                 call = r["call"] or "– (no paper Δ)"
             body.append([r["variant"], f"{r['params']:,}", r["metric"], fmt(r["paper"]), ours,
