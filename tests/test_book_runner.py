@@ -157,6 +157,29 @@ def test_failing_chapter_is_named_and_stops_the_run(tmp_path):
     assert _stdout(tmp_path / "book" / "01_ok.ipynb") == ""  # not selected
 
 
+def test_quick_chapters_see_a_clean_tree_until_the_last_one_ran(tmp_path, monkeypatch):
+    """A multi-chapter quick run stages its notebooks and results: chapter 02 still finds chapter 01 unexecuted and
+    its results file absent (so both record the same clean commit), and everything lands at the end; kernels get
+    OMP_WAIT_POLICY=PASSIVE."""
+    monkeypatch.delenv("RESTORE_CORE_RESULTS_OUT", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    write = ('import os\nout = os.environ["RESTORE_CORE_RESULTS_OUT"]\n'
+             'open(os.path.join(out, "probe.quick.json"), "w").write("{}")\n'
+             'print(os.environ["OMP_WAIT_POLICY"])')
+    look = ('import json, os\n'
+            'print(json.load(open("01_write.ipynb"))["cells"][1]["outputs"] == [], '
+            'os.path.exists(os.path.join("..", "results", "probe.quick.json")))')
+    toc = _book(tmp_path, {"01_write": _nb(PARAMS, write), "02_look": _nb(PARAMS, look),
+                           "03_fail": _nb(PARAMS, "1 / 0")})
+    with pytest.raises(ChapterFailed, match="03_fail"):
+        _run(toc, scoreboard=False)
+    assert _stdout(tmp_path / "book" / "01_write.ipynb") == "PASSIVE\n"
+    assert _stdout(tmp_path / "book" / "02_look.ipynb") == "True False\n"   # 01 not yet in place when 02 ran
+    assert (tmp_path / "results" / "probe.quick.json").read_text() == "{}"    # installed after the failure too
+    assert not list((tmp_path / "_build" / "executed").glob("staging-*"))
+    assert "RESTORE_CORE_RESULTS_OUT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ
+
+
 def test_toc_and_selection(tmp_path):
     toc = _book(tmp_path, {"01_ssm_discretization": _nb(PARAMS), "02_selective_scan": _nb(PARAMS)})
     nbs = toc_chapters(toc)

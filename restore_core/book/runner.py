@@ -3,9 +3,12 @@
 ``restore-core book run`` (and ``make book``) calls :func:`run_book`. Where the executed notebooks go:
 
 * **quick** (the default): every chapter is executed *in place* (``book/NN_name.ipynb``), because the quick
-  profile's outputs are what the repository commits and what nbval compares in CI. Each chapter runs into a
-  temporary file that replaces the notebook only when it succeeded, so a failing chapter never leaves the
-  committed notebook half-executed (the failed copy is kept under ``_build/executed/failed/``).
+  profile's outputs are what the repository commits and what nbval compares in CI. The chapters run into a
+  staging folder (``_build/executed/staging-*``; their ``book/results/*.quick.json`` too, through
+  ``RESTORE_CORE_RESULTS_OUT``), and the executed notebooks and results replace the committed ones only after the
+  last chapter ran, so no chapter sees the files an earlier one rewrote (each records the same clean commit in its
+  provenance) and a failing chapter never leaves a notebook half-executed (the failed copy is kept under
+  ``_build/executed/failed/``; the chapters that succeeded before it are still put in place).
 * **cpu** and **full**: every chapter is executed into a separate copy, ``_build/executed/<profile>/NN_name.ipynb``,
   and the committed notebooks keep their quick outputs; the chapters write ``book/results/<chapter>.<profile>.json``,
   which the committed chapters and the scoreboard then show. These results must come from a committed tree: the
@@ -15,7 +18,9 @@
   ``book/results/<chapter>.full.json`` (:func:`restore_core.book.results.save_results`), which the scoreboard
   on the landing page picks up.
 
-Every chapter runs with kernel ``python3`` and working directory ``book/``. Parameters are injected only where
+Every chapter runs with kernel ``python3`` and working directory ``book/``. The kernels get
+``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it: OpenMP threads that spin while waiting make a kernel
+10-50x slower whenever another process uses the cores (measured on 2 cores beside a second torch process). Parameters are injected only where
 they differ from a chapter's defaults (``profile="quick"``, ``seed=0``, ``device=None``, ``out_dir=None``), so an
 in-place quick run adds no "injected-parameters" cell. ``BOOK_PROFILE`` is set to the profile for the
 kernels, so a profile inherited from the environment (CI sets ``BOOK_PROFILE=quick``) cannot override the
@@ -39,6 +44,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from ..fsutil import chmod_like_new_file
 from .chapter import PROFILES
 from .dry_run import is_dry_run
+from .results import RESULTS_DIR, RESULTS_OUT_ENV
 from .scoreboard import write_scoreboard
 from .toc import toc_chapters
 
@@ -141,10 +147,12 @@ def local_kernel_manager() -> type:
 
 def run_chapter(nb_path: Path, output: Path, parameters: Dict[str, Any], cwd: Path, kernel: str = "python3",
                 log_output: bool = False, failed_dir: Optional[Path] = None,
-                execution_timeout: Optional[int] = None) -> float:
+                execution_timeout: Optional[int] = None, record_as: Optional[Path] = None) -> float:
     """Execute one notebook into ``output`` (atomically: a temporary file replaces it on success).
 
-    Returns the seconds it took; raises :class:`ChapterFailed` naming the chapter and cell on error.
+    record_as: the path the notebook's papermill metadata names as its output (default ``output``; a staged quick
+    run records the chapter's own path). Returns the seconds it took; raises :class:`ChapterFailed` naming the
+    chapter and cell on error.
     """
     import papermill as pm
 
@@ -167,7 +175,7 @@ def run_chapter(nb_path: Path, output: Path, parameters: Dict[str, Any], cwd: Pa
         if isinstance(exc, KeyboardInterrupt):
             raise
         raise ChapterFailed(_failure_message(nb_path, exc, kept)) from exc
-    _record_output_path(tmp, output)
+    _record_output_path(tmp, record_as or output)
     chmod_like_new_file(tmp)
     os.replace(tmp, output)
     return time.perf_counter() - t0
@@ -187,6 +195,31 @@ def _record_output_path(tmp: Path, output: Path) -> None:
 def executed_path(nb_path: Path, profile: str, executed_dir: Path) -> Path:
     """Where a chapter's executed notebook goes: in place for quick, ``executed_dir/<profile>/`` otherwise."""
     return nb_path if profile == "quick" else executed_dir / profile / nb_path.name
+
+
+class _Staging:
+    """A quick run's executed notebooks and results, held outside ``book/`` until every chapter has run."""
+
+    def __init__(self, executed_dir: Path) -> None:
+        executed_dir.mkdir(parents=True, exist_ok=True)
+        self.folder = Path(tempfile.mkdtemp(prefix="staging-", dir=executed_dir))
+        self.results = self.folder / "results"
+        self.results.mkdir()
+        self.notebooks: List[tuple] = []
+
+    def add(self, staged: Path, final: Path) -> None:
+        self.notebooks.append((staged, final))
+
+    def install(self, results_dir: Optional[os.PathLike] = None) -> None:
+        """Move the staged notebooks over the chapters and the staged results into ``results_dir`` (default
+        ``book/results``), each with an atomic rename, then remove the staging folder."""
+        for staged, final in self.notebooks:
+            os.replace(staged, final)
+        target = Path(results_dir or RESULTS_DIR)
+        for doc in sorted(self.results.glob("*.json")):
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(doc), str(target / doc.name))
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class DirtyTreeError(ValueError):
@@ -239,7 +272,11 @@ def run_book(profile: str = "quick", chapters: Optional[Sequence[str]] = None, d
     if not todo:
         echo(f"no notebook chapters listed in {toc}")
     params = chapter_parameters(profile, seed=seed, device=device, out_dir=out_dir)
-    env_keys = {"BOOK_PROFILE": profile, NPROC_ENV: str(nproc), ALLOW_DIRTY_ENV: "1" if allow_dirty else ""}
+    env_keys = {"BOOK_PROFILE": profile, NPROC_ENV: str(nproc), ALLOW_DIRTY_ENV: "1" if allow_dirty else "",
+                "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY") or "PASSIVE"}
+    staging = _Staging(executed_dir) if profile == "quick" else None
+    if staging is not None and out_dir is None and not os.environ.get(RESULTS_OUT_ENV):
+        env_keys[RESULTS_OUT_ENV] = str(staging.results)
     saved = {k: os.environ.get(k) for k in env_keys}
     os.environ.update(env_keys)
     timings: List[ChapterTiming] = []
@@ -247,17 +284,22 @@ def run_book(profile: str = "quick", chapters: Optional[Sequence[str]] = None, d
         bar = tqdm(todo, desc=f"book ({profile})", unit="chapter", disable=not progress or None)
         for nb in bar:
             bar.set_postfix_str(nb.stem)
-            out = executed_path(nb, profile, executed_dir)
+            final = executed_path(nb, profile, executed_dir)
+            out = staging.folder / nb.name if staging is not None else final
             secs = run_chapter(nb, out, params, cwd=nb.parent, kernel=kernel, log_output=log_output,
                                failed_dir=executed_dir / "failed",
-                               execution_timeout=execution_timeout)
-            timings.append(ChapterTiming(nb.stem, secs, out))
+                               execution_timeout=execution_timeout, record_as=final)
+            if staging is not None:
+                staging.add(out, final)
+            timings.append(ChapterTiming(nb.stem, secs, final))
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        if staging is not None:
+            staging.install(results_dir)
         if timings:
             echo(format_timings(timings, profile))
     if scoreboard:
