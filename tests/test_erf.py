@@ -92,6 +92,18 @@ def test_area_ratio_on_hand_made_maps():
     assert math.isnan(side) and math.isnan(ratio)
     assert area_ratio(even, 0.5) == (3.0, 9 / 16)
     assert math.isnan(area_ratio(np.zeros((5, 5)), 0.5)[1])
+    # read off the mass-radius curve: 0.2 lies between side 1 (1/25) and side 3 (9/25) -> side 2, ratio 4/25
+    assert area_ratio(a, 0.2, interpolate=True) == pytest.approx((2.0, 4 / 25))
+    assert area_ratio(a, 9 / 25, interpolate=True) == pytest.approx((3.0, 9 / 25))   # on a node: the odd side
+    delta = np.zeros((7, 7))
+    delta[3, 3] = 1.0
+    assert area_ratio(delta, 0.5, interpolate=True) == pytest.approx((0.5, 0.25 / 49))
+    assert area_ratios(a, (0.2, 0.5), interpolate=True) == pytest.approx({0.2: 4 / 25, 0.5: (3 + 7 / 16) ** 2 / 25})  # 3 + 2 * (0.5 - 0.36) / 0.64
+    # two maps the quantised measure cannot tell apart (both need the 3x3 square) differ once interpolated
+    wide, narrow = np.ones((5, 5)), np.ones((5, 5))
+    narrow[2, 2] = 8.0
+    assert area_ratio(wide, 0.3)[1] == area_ratio(narrow, 0.3)[1]
+    assert area_ratio(wide, 0.3, interpolate=True)[1] > area_ratio(narrow, 0.3, interpolate=True)[1]
     with pytest.raises(ValueError):
         area_ratio(a, 0.0)
     with pytest.raises(ValueError):
@@ -108,9 +120,10 @@ def test_display_transforms_and_summary():
         display_transform(a, "sqrt")
     m = np.zeros((5, 5))
     m[2, 2], m[0, 0] = 9.0, 1.0
-    raw = erf_summary(torch.from_numpy(m))
+    raw = erf_summary(torch.from_numpy(m), interpolate=False)
     assert raw.ratios[0.5] == pytest.approx(1 / 25) and raw.ratios[0.99] == pytest.approx(1.0)
-    logged = erf_summary(torch.from_numpy(m), measured_on="log")  # log10(10) = 1 vs log10(2) = 0.301
+    assert erf_summary(torch.from_numpy(m)).ratios[0.5] == pytest.approx((0.5 / 0.9) ** 2 / 25)  # interpolated
+    logged = erf_summary(torch.from_numpy(m), measured_on="log", interpolate=False)  # log10(10) = 1 vs log10(2)
     assert logged.ratios[0.9] == pytest.approx(1.0) and logged.ratios[0.5] == pytest.approx(1 / 25)
 
 

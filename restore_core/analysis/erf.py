@@ -122,10 +122,14 @@ def display_transform(erf: Tensor, transform: str = "pow0.25") -> np.ndarray:
     return a / peak if peak > 0 else a
 
 
-def area_ratio(erf: np.ndarray, t: float) -> Tuple[float, float]:
+def area_ratio(erf: np.ndarray, t: float, interpolate: bool = False) -> Tuple[float, float]:
     """Smallest centred square holding at least a fraction ``t`` of the map's mass.
 
     erf: (H, W) non-negative; squares have odd side 2i+1 around (H // 2, W // 2) and must fit in the map.
+    interpolate: False (RepLKNet's definition) returns the first odd side that reaches ``t``, so small ERFs are
+    quantised to 1^2, 3^2, 5^2, ... pixels; True reads the side off the mass-radius curve (the mass inside each
+    odd square, with mass 0 at side 0) by linear interpolation between the two sides around ``t``, a continuous
+    measure that tells apart maps of the same quantised size.
     Returns (side, side^2 / (H * W)); (nan, nan) when no fitting square reaches ``t`` (possible for even sizes,
     where the largest centred square misses one row and column) or when the map is all zero.
     """
@@ -140,11 +144,17 @@ def area_ratio(erf: np.ndarray, t: float) -> Tuple[float, float]:
         return math.nan, math.nan
     ch, cw = h // 2, w // 2
     i_max = min(ch, cw, h - 1 - ch, w - 1 - cw)
+    goal = t * total * (1 - 1e-12)
+    prev_side, prev_mass = 0.0, 0.0
     for i in range(i_max + 1):
         inside = a[ch - i:ch + i + 1, cw - i:cw + i + 1].sum()
-        if inside >= t * total * (1 - 1e-12):
-            side = 2 * i + 1
-            return float(side), side * side / (h * w)
+        side = float(2 * i + 1)
+        if inside >= goal:
+            if interpolate and inside > prev_mass:
+                side = prev_side + (side - prev_side) * (t * total - prev_mass) / (inside - prev_mass)
+                side = min(max(side, prev_side), float(2 * i + 1))
+            return side, side * side / (h * w)
+        prev_side, prev_mass = side, inside
     return math.nan, math.nan
 
 
@@ -192,9 +202,10 @@ def row_major_split(erf: np.ndarray, margin_rows: int = 0) -> Tuple[float, float
     return float(causal), float(beyond)
 
 
-def area_ratios(erf: np.ndarray, thresholds: Sequence[float] = AREA_THRESHOLDS) -> Dict[float, float]:
-    """{t: area ratio} for each threshold (NaN where t is never reached). erf: (H, W)."""
-    return {t: area_ratio(erf, t)[1] for t in thresholds}
+def area_ratios(erf: np.ndarray, thresholds: Sequence[float] = AREA_THRESHOLDS,
+                interpolate: bool = False) -> Dict[float, float]:
+    """{t: area ratio} for each threshold (NaN where t is never reached). erf: (H, W); see :func:`area_ratio`."""
+    return {t: area_ratio(erf, t, interpolate=interpolate)[1] for t in thresholds}
 
 
 @dataclass
@@ -206,11 +217,13 @@ class ERFSummary:
     ratios: Dict[float, float]
 
 
-def erf_summary(erf: Tensor, measured_on: str = "none", thresholds: Sequence[float] = AREA_THRESHOLDS) -> ERFSummary:
-    """Area ratios of ``erf`` (H, W) after ``measured_on`` ("none": raw gradient mass; "log": RepLKNet's choice)."""
+def erf_summary(erf: Tensor, measured_on: str = "none", thresholds: Sequence[float] = AREA_THRESHOLDS,
+                interpolate: bool = True) -> ERFSummary:
+    """Area ratios of ``erf`` (H, W) after ``measured_on`` ("none": raw gradient mass; "log": RepLKNet's choice),
+    read off the mass-radius curve (``interpolate``, the default; False: RepLKNet's odd-square quantisation)."""
     a = np.asarray(erf, dtype=np.float64)
     if measured_on == "log":
         a = np.log10(a + 1.0)
     elif measured_on != "none":
         raise ValueError(f"area ratios are measured on 'none' or 'log', got {measured_on!r}")
-    return ERFSummary(erf=erf, measured_on=measured_on, ratios=area_ratios(a, thresholds))
+    return ERFSummary(erf=erf, measured_on=measured_on, ratios=area_ratios(a, thresholds, interpolate))
