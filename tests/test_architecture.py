@@ -169,3 +169,30 @@ def test_the_config_names_a_task_object():
     assert config_from_dict({**base, "model_type": "SRModel"}).task is RESTORATION
     fusion = config_from_dict({**base, "model_type": "FusionModel"}).task
     assert fusion is FUSION and isinstance(fusion, Task) and fusion == "fusion"
+
+
+def _called_names(tree: ast.AST) -> Set[str]:
+    """``torch.load``, ``load_untrusted`` ... for every call ``torch.load(...)`` / ``load_untrusted(...)`` in ``tree``."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            f = node.func
+            if isinstance(f, ast.Name):
+                out.add(f.id)
+            elif isinstance(f, ast.Attribute):
+                out.add(f"{ast.unparse(f.value)}.{f.attr}" if isinstance(f.value, ast.Name) else f.attr)
+                out.add(f.attr)
+    return out
+
+
+def test_every_file_is_read_through_the_one_checkpoint_reader():
+    """torch.load is called in safe_load.py alone; load_untrusted by checkpoint_reader.py alone (and load_legacy
+    by the converter of the earlier checkpoint format)."""
+    callers: Dict[str, List[str]] = {}
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        called = _called_names(ast.parse(path.read_text(encoding="utf-8")))
+        for fn in ("torch.load", "load_untrusted", "load_legacy"):
+            if fn in called:
+                callers.setdefault(fn, []).append(path.relative_to(PACKAGE_DIR).as_posix())
+    assert callers == {"torch.load": ["safe_load.py"], "load_untrusted": ["checkpoint_reader.py"],
+                       "load_legacy": ["train/checkpoint.py"]}, callers

@@ -46,7 +46,8 @@ def parse_metric(spec: str) -> tuple:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..train.checkpoint import latest_checkpoint, load_checkpoint
+    from ..checkpoint_reader import read_training_checkpoint
+    from ..train.checkpoint import latest_checkpoint
     from ..train.config import config_from_dict
     from ..train.datasets import eval_dataset
     from ..train.evaluate import evaluate_checkpoint
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         if found is None:
             raise FileNotFoundError(f"no step_*.pt checkpoint in {ckpt}")
         ckpt = found
-    cfg = config_from_dict(load_checkpoint(ckpt)["config"])
+    cfg = config_from_dict(read_training_checkpoint(ckpt)["config"])
     dataset = eval_dataset(args.dataset, cfg)
     metrics = dict(parse_metric(m) for m in args.metric) or None
     res = evaluate_checkpoint(ckpt, dataset, metrics=metrics, device=args.device, tile=args.tile,

@@ -7,19 +7,24 @@ field). Datasets: :mod:`restore_core.train.datasets`; metrics: :mod:`restore_cor
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Any, Optional
 
 from torch import nn
 
-from ..safe_load import load_untrusted
-from .config import ConfigError, DatasetOptions, TrainConfig
+from .. import models
+from ..checkpoint_reader import read_state_dict
+from ..models.weights import WeightsMismatchError, compare_state_dict, load_weights
+from .config_errors import ConfigError
+from .config_schema import DatasetOptions, TrainConfig
+from .datasets import build_dataset_from_options
+
+log = logging.getLogger(__name__)
 
 
 def build_network(cfg: TrainConfig) -> nn.Module:
     """``network_g`` -> an ``nn.Module`` (scale injected from the top level)."""
-    from .. import models
-
     net = cfg.network_g
     if not net.type:
         raise ConfigError("network_g.type: missing (one of " + ", ".join(models.list_archs()) + ")")
@@ -44,23 +49,15 @@ def build_network(cfg: TrainConfig) -> nn.Module:
 
 
 def load_pretrained(net: nn.Module, path: str, strict: bool = True, param_key: Optional[str] = None) -> None:
-    """Load weights from our checkpoints (``model``/``ema``) or BasicSR files (``params``/``params_ema``)."""
+    """Load weights from our checkpoints (``ema``/``model``) or BasicSR files (``params_ema``/``params``), read by
+    :func:`restore_core.checkpoint_reader.read_state_dict` (``param_key`` names the entry to take)."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"path.pretrain_network_g: {p} does not exist")
-    state = load_untrusted(p, what="pretrained weights file (path.pretrain_network_g)")
-    if isinstance(state, dict):
-        keys = [param_key] if param_key else ["ema", "model", "params_ema", "params", "state_dict"]
-        for k in keys:
-            if k and isinstance(state.get(k), dict):
-                state = state[k]
-                break
-        else:
-            if param_key:
-                raise ConfigError(f"path.param_key_g: {param_key!r} not in {p} (keys: {sorted(state)})")
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-    from ..models.weights import WeightsMismatchError, compare_state_dict, load_weights
-
+    try:
+        state, _ = read_state_dict(p, param_key=param_key, what="pretrained weights file (path.pretrain_network_g)")
+    except KeyError as exc:
+        raise ConfigError(f"path.param_key_g: {exc.args[0]}") from None
     if strict:
         load_weights(net, state, source=f"path.pretrain_network_g {p}", target="network_g",
                      hint="Set path.strict_load_g: false to load the keys that fit.")
@@ -71,9 +68,7 @@ def load_pretrained(net: nn.Module, path: str, strict: bool = True, param_key: O
                                    f"strict_load_g: false: {mismatch.summary()}")
     net.load_state_dict(state, strict=False)
     if mismatch:
-        import logging
-
-        logging.getLogger(__name__).warning("pretrained %s: %s", p, mismatch.summary())
+        log.warning("pretrained %s: %s", p, mismatch.summary())
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -81,8 +76,6 @@ def load_pretrained(net: nn.Module, path: str, strict: bool = True, param_key: O
 
 def build_dataset(cfg: TrainConfig, phase: str) -> Optional[Any]:
     """``datasets.<phase>`` -> a map-style dataset (None when the config has no such phase)."""
-    from .datasets import build_dataset_from_options
-
     ds: Optional[DatasetOptions] = cfg.datasets.get(phase)
     if ds is None:
         return None

@@ -18,11 +18,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..checkpoint_reader import read_training_checkpoint, training_weights
 from ..inference import restore_batch as restore  # noqa: F401 -- the evaluation's model call, also under this name
 from ..models.weights import load_weights
 from ..provenance import provenance
 from .builders import build_network
-from .checkpoint import load_checkpoint, model_weights
 from .config_schema import config_from_dict
 from .task import Task, get_task
 from .val_metrics import METRIC_ALIASES, Metric, build_metrics, metric_names  # noqa: F401 -- re-exported
@@ -111,10 +111,10 @@ def evaluate_checkpoint(checkpoint: Union[str, Path], dataset: Any, *, metrics: 
     ``metrics`` default to the checkpoint config's ``val.metrics``. ``out_json`` also writes the results
     with provenance and the config.
     """
-    state = load_checkpoint(checkpoint)
+    state = read_training_checkpoint(checkpoint)
     cfg = config_from_dict(state["config"])
     net = model if model is not None else build_network(cfg)
-    load_weights(net, model_weights(state, prefer_ema=use_ema), source=str(checkpoint),
+    load_weights(net, training_weights(state, prefer_ema=use_ema), source=str(checkpoint),
                  target="the network" if model is not None else "the network its own config describes")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     net.to(dev)
