@@ -26,6 +26,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from .layers.padding import pad_to_multiple
 
@@ -227,7 +228,6 @@ def restore_tensor(model: nn.Module, x: Tensor, tile: Optional[int] = None, tile
     total = sum(_n_tiles(*dihedral(xin[:1, :1], r, f).shape[-2:], tile, tile_overlap) for r, f in transforms)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
         bar = tqdm(total=total, desc=desc, unit="tile", leave=False, disable=False)  # asked for: shown (not TQDM_DISABLE)
     tick = bar.update if bar is not None else None
 

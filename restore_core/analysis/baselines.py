@@ -30,6 +30,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..layers.upsample import PixelShuffleDirect
+from ..ssm.ss2d import SS2D
 
 __all__ = ["PlainCNN", "WindowAttentionNet", "WindowAttention", "GlobalAttention", "MixerBlock", "MIXER_KINDS"]
 
@@ -248,8 +249,6 @@ class MixerBlock(nn.Module):
         super().__init__()
         if kind not in MIXER_KINDS:
             raise ValueError(f"unknown mixer kind {kind!r}; known: {MIXER_KINDS}")
-        from ..ssm.ss2d import SS2D
-
         self.kind, self.dim = kind, dim
         self.norm = nn.LayerNorm(dim)
         if kind == "ss2d":

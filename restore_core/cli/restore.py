@@ -29,7 +29,11 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 import torch
+from PIL import Image, UnidentifiedImageError
 from torch import nn
+
+# The library is imported inside the command's functions: `restore-core --help` builds every command's parser,
+# and importing restore_core.train / data / models / book for it too measured +0.7-0.85 s on top of 1.7 s.
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +90,6 @@ def collect_inputs(items: List[str]) -> List[Path]:
 
 
 def _check_header(path: Path) -> None:
-    from PIL import Image, UnidentifiedImageError
-
     from ..data.io import ImageFormatError
 
     try:
