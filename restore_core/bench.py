@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from .fsutil import atomic_write_json
 from .provenance import provenance
 from .ssm import native
+from .ssm.dt_init import inverse_softplus
 from .ssm.scan import list_backends, selective_scan
 
 
@@ -80,7 +81,7 @@ def mamba_inputs(cfg: ScanConfig, dtype: torch.dtype = torch.float32, seed: int 
         "B": torch.randn(cfg.batch, cfg.groups, cfg.n, cfg.length, generator=g).to(dtype),
         "C": torch.randn(cfg.batch, cfg.groups, cfg.n, cfg.length, generator=g).to(dtype),
         "D": torch.ones(cfg.d, dtype=dtype),
-        "delta_bias": (dt0 + torch.log(-torch.expm1(-dt0))).to(dtype),
+        "delta_bias": inverse_softplus(dt0).to(dtype),
     }
 
 

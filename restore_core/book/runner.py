@@ -40,9 +40,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from tqdm.auto import tqdm
 
-from ..fsutil import chmod_like_new_file
 from .. import provenance
-from .chapter import PROFILES
+from ..fsutil import chmod_like_new_file
+from ..profiles import DEFAULT_PROFILE, PROFILES
 from .dry_run import is_dry_run
 from .scoreboard import write_scoreboard
 from .toc import toc_chapters
@@ -50,7 +50,7 @@ from .toc import toc_chapters
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NPROC_ENV = "RESTORE_CORE_BOOK_NPROC"
 ALLOW_DIRTY_ENV = "RESTORE_CORE_ALLOW_DIRTY"
-_DEFAULTS: Dict[str, Any] = {"profile": "quick", "seed": 0, "device": None, "out_dir": None}
+_DEFAULTS: Dict[str, Any] = {"profile": DEFAULT_PROFILE, "seed": 0, "device": None, "out_dir": None}
 
 
 class ChapterFailed(RuntimeError):

@@ -5,7 +5,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from ..profiles import PROFILES
+from ..profiles import CALL_PROFILES, PROFILES
 from . import CLIError
 
 # The library is imported inside the command's functions: `restore-core --help` builds every command's parser,
@@ -75,7 +75,7 @@ def _dry_run(args: argparse.Namespace) -> int:
     from ..book.dry_run import dry_run, mark_dry_run
     from ..book.runner import REPO_ROOT, ChapterFailed, run_book
 
-    if args.profile not in ("cpu", "full"):
+    if args.profile not in CALL_PROFILES:  # the study profiles
         raise CLIError("--dry-run rehearses a study profile: add --profile cpu or --profile full")
     root = Path(args.out_dir) if args.out_dir else Path(tempfile.mkdtemp(prefix="restore_core_dry_run_"))
     results = root / "results"

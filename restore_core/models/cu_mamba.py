@@ -85,6 +85,7 @@ from torch import Tensor, nn
 from ..layers.norm import LayerNorm2d
 from ..layers.padding import pad_to_multiple
 from ..ssm.cross_scan import cross_merge, cross_scan
+from ..ssm.dt_init import inverse_softplus
 from ..ssm.scan import selective_scan
 from ..ssm.ss2d import SS2D
 from .registry import register_arch, register_preset
@@ -190,7 +191,7 @@ class ChannelSSM(nn.Module):
     def reset_ssm_parameters(self) -> None:
         """A_log = log(1..N), D = 1, softplus(dt_bias) = sqrt(dt_min * dt_max) (Mamba's conventions)."""
         dt = math.sqrt(self.dt_init[0] * self.dt_init[1])
-        self.dt_bias.fill_(dt + math.log(-math.expm1(-dt)))
+        self.dt_bias.fill_(inverse_softplus(dt))
         self.A_log.copy_(torch.log(torch.arange(1, self.d_state + 1, dtype=torch.float64)))
         self.D.fill_(1.0)
 

@@ -74,9 +74,11 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..layers.drop_path import DropPath
+from ..layers.drop_path import DropPath, drop_path_schedule
 from ..layers.eca import ECA
+from ..layers.init import init_linear_and_layernorm
 from ..layers.ldc import LearnableDifferenceConv2d
+from ..layers.mlp import ChannelMlp
 from ..layers.padding import pad_to_multiple
 from ..ssm.ss2d import SS2D
 from .registry import register_arch, register_preset
@@ -93,20 +95,6 @@ def _to_channels_first(x: Tensor) -> Tensor:
 
 def _to_channels_last(x: Tensor) -> Tensor:
     return rearrange(x, "b c h w -> b h w c")
-
-
-class Mlp(nn.Module):
-    """Linear C -> ratio*C, GELU, Linear -> C. x: (Bt, H, W, C) -> (Bt, H, W, C)."""
-
-    def __init__(self, dim: int = 96, ratio: float = 4.0) -> None:
-        super().__init__()
-        hidden = int(dim * ratio)
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class BiAttn(nn.Module):
@@ -216,7 +204,7 @@ class DVSSBlock(nn.Module):
         self.biattn = BiAttn(dim) if (use_ldc or use_eca) else None
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, mlp_ratio)
+        self.mlp = ChannelMlp(dim, int(dim * mlp_ratio))  # Linear C -> ratio*C, GELU, Linear -> C
 
     def mixer(self, x: Tensor) -> Tensor:
         """The token-mixing branch r (before the residual). x: (Bt, H, W, C) normalised -> (Bt, H, W, C)."""
@@ -318,11 +306,6 @@ class DFFM(nn.Module):
 INPUT_RESIDUALS = ("mean", "sum", "official", "none")
 
 
-def _linspace(stop: float, n: int) -> List[float]:
-    """n values evenly from 0 to ``stop`` (the drop-path schedule; plain Python so it works on the meta device)."""
-    return [stop * i / (n - 1) if n > 1 else 0.0 for i in range(n)]
-
-
 @dataclass
 class FusionMambaConfig:
     """Every FusionMamba constructor argument. Defaults: the official IR-VIS model (``VSSM_Fusion()``)."""
@@ -393,8 +376,8 @@ class FusionMamba(nn.Module):
 
         self.patch_embed_ir = PatchEmbed(in_channels, dims[0], patch_size)
         self.patch_embed_vis = PatchEmbed(in_channels, dims[0], patch_size)
-        dpr = _linspace(drop_path_rate, sum(depths))                                 # stochastic depth, encoder
-        dpr_dec = _linspace(drop_path_rate, sum(decoder_depths))[::-1]
+        dpr = drop_path_schedule(drop_path_rate, sum(depths))                                 # stochastic depth, encoder
+        dpr_dec = drop_path_schedule(drop_path_rate, sum(decoder_depths))[::-1]
         self.encoder = nn.ModuleList()   # shared by both modalities
         self.merges = nn.ModuleList()
         for i, depth in enumerate(depths):
@@ -419,19 +402,7 @@ class FusionMamba(nn.Module):
         head = max(1, dims[0] // patch_size)   # official: C / 4 channels after the final x4 expand (96 -> 24)
         self.final_expand = PatchExpand(dims[0], head, scale=patch_size)
         self.final_conv = nn.Conv2d(head, out_channels, 1)
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        """The official init: Linear weights truncated normal (std 0.02), biases 0; LayerNorm 1 / 0.
-        (SS2D's directly held tensors and the convolutions keep their own initialisation.)"""
-        if isinstance(m, nn.Linear) and not m.weight.is_meta:
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm) and not m.weight.is_meta:
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        self.apply(init_linear_and_layernorm)  # the official init
 
     @property
     def size_multiple(self) -> int:

@@ -40,17 +40,18 @@ import torch
 from torch import Tensor, nn
 
 from ..layers.channel_attention import CAB, CAB_KINDS, ChannelAttention
-from ..layers.drop_path import DropPath
+from ..layers.drop_path import DropPath, drop_path_schedule
+from ..layers.init import init_linear_and_layernorm
 from ..layers.mlp import ChannelMlp
 from ..layers.upsample import NearestConvUpsample, PixelShuffleDirect, PixelShuffleUpsample, upsample_steps
 from ..ssm.ss2d import SS2D
+from .div2k import DIV2K_RGB_MEAN
 from .registry import register_arch, register_preset
 
 __all__ = ["MambaIR", "MambaIRConfig", "RSSB", "RSSG", "BLOCK_KINDS", "MAMBAIR_UPSAMPLERS", "DIV2K_RGB_MEAN"]
 
 BLOCK_KINDS = ("conv_ca", "no_conv", "no_conv_ca", "mlp")
 MAMBAIR_UPSAMPLERS = ("pixelshuffle", "pixelshuffledirect", "nearest+conv", "none", "auto")
-DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 
 
 @dataclass
@@ -195,7 +196,7 @@ class MambaIR(nn.Module):
         self.patch_embed = _TokenNorm(embed_dim)
         self.pos_drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
         n_blocks = sum(depths)
-        dpr = [drop_path_rate * i / (n_blocks - 1) if n_blocks > 1 else 0.0 for i in range(n_blocks)]  # linear decay
+        dpr = drop_path_schedule(drop_path_rate, n_blocks)  # linear decay
         self.layers = nn.ModuleList()
         start = 0
         for depth in depths:
@@ -222,19 +223,7 @@ class MambaIR(nn.Module):
             self.upsample = PixelShuffleDirect(upscale, embed_dim, in_channels)
         else:
             self.conv_last = nn.Conv2d(embed_dim, in_channels, 3, padding=1)
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        """The official init: Linear weights truncated normal (std 0.02), biases 0; LayerNorm 1 / 0.
-        (SS2D's directly held tensors keep their own initialisation.)"""
-        if isinstance(m, nn.Linear) and not m.weight.is_meta:
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm) and m.weight is not None and not m.weight.is_meta:
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        self.apply(init_linear_and_layernorm)  # the official init
 
     def forward_features(self, f: Tensor) -> Tensor:
         """The deep features. f: (Bt, C, H, W) -> (Bt, C, H, W) (before conv_after_body)."""

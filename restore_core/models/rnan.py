@@ -39,7 +39,6 @@ Differences from the official code:
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal, Optional, Tuple
 
@@ -49,10 +48,11 @@ from torch import Tensor, nn
 
 from ..layers.nonlocal_block import NonLocalBlock2D
 from ..layers.resblock import ResBlock
+from ..layers.upsample import PixelShuffleUpsample
+from .div2k import DIV2K_RGB_MEAN
 from .registry import register_arch, register_preset
 
 PAPER = "Residual Non-local Attention Networks for Image Restoration (arXiv:1903.10082)"
-DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 
 
 def _conv3x3(c_in: int, c_out: int) -> nn.Conv2d:
@@ -138,21 +138,6 @@ class AttentionGroup(nn.Module):
         return self.conv(self.block(x))
 
 
-class _PixelShuffleUpsampler(nn.Sequential):
-    """EDSR/RCAN/RNAN upsampler: (conv3x3 C -> 4C, PixelShuffle(2)) per factor 2, or conv C -> 9C + shuffle(3)."""
-
-    def __init__(self, scale: int, channels: int) -> None:
-        layers: list = []
-        if scale & (scale - 1) == 0:
-            for _ in range(int(math.log2(scale))):
-                layers += [_conv3x3(channels, 4 * channels), nn.PixelShuffle(2)]
-        elif scale == 3:
-            layers += [_conv3x3(channels, 9 * channels), nn.PixelShuffle(3)]
-        else:
-            raise ValueError(f"RNAN's upsampler supports scale 2^n or 3, got {scale}")
-        super().__init__(*layers)
-
-
 @dataclass
 class RNANConfig:
     """RNAN's constructor arguments. Defaults: the colour-denoising model of the official code."""
@@ -210,7 +195,8 @@ class RNAN(nn.Module):
         self.groups = nn.Sequential(*[group(False) for _ in range(n_local_groups)])
         self.body_conv = _conv3x3(n_feats, n_feats)
         self.group_high = group(True)
-        self.upsampler = _PixelShuffleUpsampler(scale, n_feats) if scale > 1 else nn.Identity()
+        # EDSR/RCAN/RNAN's upsampler: (conv3x3 C -> 4C, PixelShuffle(2)) per factor 2, or conv C -> 9C + shuffle(3)
+        self.upsampler = PixelShuffleUpsample(scale, n_feats) if scale > 1 else nn.Identity()
         self.tail = _conv3x3(n_feats, out_channels)
 
     def forward(self, x: Tensor) -> Tensor:
