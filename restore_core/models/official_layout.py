@@ -53,7 +53,7 @@ _MEANSHIFT_KEYS = ("sub_mean.weight", "sub_mean.bias", "add_mean.weight", "add_m
 
 
 def has_meanshift(arch: str, model: nn.Module) -> bool:
-    return arch == "rnan" and model.scale > 1
+    return arch == "rnan" and model.upscale > 1
 
 
 def fusion_unused_layout(model: nn.Module) -> Layout:

@@ -48,7 +48,7 @@ _RNAN_BLOCK_RULES = [
 
 
 def _rnan_namer(model: nn.Module) -> Callable[[str], str]:
-    sr = model.scale > 1
+    sr = model.upscale > 1
     n_local = len(model.groups)
     nonlocal_mask = getattr(model.group_low.block.mask, "nonlocal_block", None) is not None
     rules = [(r"^head\.", "head.0."), (r"^group_low\.", "body_nl_low.0."), (r"^group_high\.", "body_nl_high.0."),

@@ -1,8 +1,9 @@
 """Build the network, datasets and metrics a config names, from the other packages' registries.
 
 The network comes from :func:`restore_core.models.build_model` (``network_g.type`` = registered architecture,
-``preset``, other keys = constructor overrides; the top-level ``scale`` fills the arch's ``upscale``/``scale``
-field). Datasets: :mod:`restore_core.train.datasets`; metrics: :mod:`restore_core.train.evaluate`.
+``preset``, other keys = config overrides, earlier field names mapped with a warning; the top-level ``scale``
+fills the arch's ``upscale`` field). Datasets: :mod:`restore_core.train.datasets`; metrics:
+:mod:`restore_core.train.evaluate`.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from torch import nn
 
 from .. import models
 from ..checkpoint_reader import read_state_dict
+from ..models.registry import renamed_fields
 from ..models.weights import WeightsMismatchError, compare_state_dict, load_weights
 from .config_errors import ConfigError
 from .config_schema import DatasetOptions, TrainConfig
@@ -31,15 +33,18 @@ def build_network(cfg: TrainConfig) -> nn.Module:
     if net.type not in models.list_archs():
         raise ConfigError(f"network_g.type: unknown architecture {net.type!r}; known: "
                           f"{', '.join(models.list_archs()) or 'none registered'}")
-    fields = {f.name for f in dataclasses.fields(models.config_class(net.type))}
-    params = dict(net.params)
-    for key in ("upscale", "scale"):
-        if key in fields:
-            params[key] = cfg.scale
-            break
-    else:
-        if cfg.scale != 1:
-            raise ConfigError(f"scale: {cfg.scale}, but {net.type} has no upscale/scale option")
+    config_cls = models.config_class(net.type)
+    params = {}
+    for key, value in net.params.items():  # a config (or a checkpoint's) written with the earlier field names
+        new = renamed_fields(config_cls).get(key)
+        if new is not None:
+            log.warning("network_g.%s: %s's option is now called %s; reading it as such (rename it in the config)",
+                        key, net.type, new)
+        params[new or key] = value
+    if "upscale" in {f.name for f in dataclasses.fields(config_cls)}:
+        params["upscale"] = cfg.scale
+    elif cfg.scale != 1:
+        raise ConfigError(f"scale: {cfg.scale}, but {net.type} has no upscale option")
     try:
         return models.build_model(net.type, preset=net.preset, **params)
     except KeyError as exc:
