@@ -28,8 +28,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from .fsutil import atomic_write_json
+from .provenance import provenance
+from .ssm import native
+from .ssm.dt_init import inverse_softplus
+from .ssm.scan import list_backends, selective_scan
 
 
 @dataclass(frozen=True)
@@ -76,11 +81,12 @@ def mamba_inputs(cfg: ScanConfig, dtype: torch.dtype = torch.float32, seed: int 
         "B": torch.randn(cfg.batch, cfg.groups, cfg.n, cfg.length, generator=g).to(dtype),
         "C": torch.randn(cfg.batch, cfg.groups, cfg.n, cfg.length, generator=g).to(dtype),
         "D": torch.ones(cfg.d, dtype=dtype),
-        "delta_bias": (dt0 + torch.log(-torch.expm1(-dt0))).to(dtype),
+        "delta_bias": inverse_softplus(dt0).to(dtype),
     }
 
 
 def _pscan_fn() -> Optional[Callable]:
+    # mambapy is an optional dependency (the book extra): imported where the benchmark asks for it
     try:
         from mambapy.pscan import pscan  # type: ignore
         return pscan
@@ -164,7 +170,6 @@ def measure_exp_rate(repeats: int = 5, device: Any = "cpu") -> Dict[str, float]:
     if gpu:
         return out
     try:
-        from .ssm import native
         ext = native.load() if native.is_available() else None
     except Exception:
         ext = None
@@ -177,7 +182,6 @@ def measure_exp_rate(repeats: int = 5, device: Any = "cpu") -> Dict[str, float]:
 
 
 def _methods(names: Optional[Sequence[str]], device: Any = "cpu") -> List[str]:
-    from .ssm.scan import list_backends
     u = torch.zeros(1, 1, 1, device=device)
     avail = [b for b in reversed(list_backends(u))]  # ref first
     if _pscan_fn() is not None:
@@ -189,8 +193,6 @@ def bench_config(cfg: ScanConfig, repeats: int, methods: Sequence[str], max_mem_
                  progress: Optional[Callable[[str], None]] = None, device: Any = "cpu",
                  dtype: torch.dtype = torch.float32) -> Dict[str, object]:
     """Time each method on one config; returns {"config", "methods": {name: {...}}, "check": ...}."""
-    from .ssm.scan import selective_scan
-
     device = torch.device(device)
     gpu = device.type == "cuda"
     # A, D and delta_bias stay float32 (mamba-ssm's convention); u, delta, B, C take ``dtype``
@@ -279,9 +281,6 @@ def run_scan_benchmark(configs: Sequence[str] = ("a", "b", "c"), repeats: int = 
     """The whole benchmark as a dict (see the module docstring); ``threads`` sets torch's (and OpenMP's).
     ``on_config(report_so_far)`` is called after each config (the CLI saves partial results with it).
     ``device``: "cpu" or a CUDA device (GPU backends, allocator peaks); ``dtype``: the inputs' dtype name."""
-    from tqdm.auto import tqdm
-    from .provenance import provenance
-
     for c in configs:
         if c not in CONFIGS:
             raise ValueError(f"unknown config {c!r}; known: {', '.join(CONFIGS)}")

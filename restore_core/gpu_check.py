@@ -29,7 +29,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
+from .bench import CONFIGS, ScanConfig, mamba_inputs, run_scan_benchmark
+from .book.ablation import Variant, run_ablation
 from .fsutil import atomic_write_json
+from .models.registry import build_model
+from .provenance import provenance
+from .ssm import triton_scan
+from .ssm.scan import _cuda_fn, list_backends, selective_scan
+from .train import load_config
 
 STEPS = ("env", "scan", "bench", "train", "ablation")
 # (arch, paper preset, training config): the config gives the patch, per-GPU batch and scale
@@ -63,8 +70,6 @@ def scan_equivalence(device: Any = "cuda", backends: Optional[Sequence[str]] = N
     the gradients of u, delta, A, B, C, D, z, delta_bias. shapes: (batch, D, L, N, groups). The reference runs
     in float32 on the dtype-rounded inputs, so a bfloat16 error measures the backend, not the rounding of inputs.
     Returns ``{backend: {dtype: {"max_rel_err": {name: err}, "worst": err}}}``."""
-    from .ssm.scan import list_backends
-
     device = torch.device(device)
     names = [b for b in (backends or list_backends(torch.zeros(1, 1, 1, device=device))) if b not in ("ref", "meta")]
     out: Dict[str, Any] = {}
@@ -79,9 +84,6 @@ def scan_equivalence(device: Any = "cuda", backends: Optional[Sequence[str]] = N
 
 def _compare(name: str, dtype: torch.dtype, device: torch.device, shapes: Sequence[tuple]) -> Dict[str, Any]:
     """Max relative error per output / gradient of backend ``name`` against "ref" over ``shapes``."""
-    from .bench import ScanConfig, mamba_inputs
-    from .ssm.scan import selective_scan
-
     errs: Dict[str, float] = {}
     for nb, d, length, n, groups in shapes:
         inp = mamba_inputs(ScanConfig(nb, d, length, n, groups))
@@ -120,9 +122,6 @@ def train_steps(arch: str, preset: str, *, batch: int, patch: int, scale: int = 
                 warmup: int = 2) -> Dict[str, Any]:
     """``steps`` Adam steps of ``arch``/``preset`` under autocast (``amp_dtype``; None: full precision) on synthetic
     tensors; returns params, peak memory (CUDA allocator), steps/s over the steps after ``warmup``, the losses."""
-    from .models.registry import build_model
-    from .ssm.scan import list_backends
-
     device = torch.device(device)
     torch.manual_seed(0)
     model = build_model(arch, preset=preset).to(device).train()
@@ -162,8 +161,6 @@ def train_steps(arch: str, preset: str, *, batch: int, patch: int, scale: int = 
 def paper_preset_training(device: Any = "cuda", steps: int = 20, models=PAPER_MODELS) -> Dict[str, Any]:
     """:func:`train_steps` for each (arch, preset, config); a model that fails (e.g. out of memory) is recorded
     with its error and the others still run."""
-    from .train import load_config
-
     out: Dict[str, Any] = {}
     for arch, preset, config in models:
         cfg = load_config(config, profile="full")
@@ -182,8 +179,6 @@ def paper_preset_training(device: Any = "cuda", steps: int = 20, models=PAPER_MO
 
 def quick_ablation(device: Any = "cuda") -> Dict[str, Any]:
     """Chapter 03's quick-profile MambaIR ablation (same variants, seeds, steps and patch), timed on ``device``."""
-    from .book.ablation import Variant, run_ablation
-
     variants = [Variant("full model"), Variant("remove Conv", {"block_kind": "no_conv"}),
                 Variant("remove Conv+CA", {"block_kind": "no_conv_ca"}), Variant("replace with MLP", {"block_kind": "mlp"}),
                 Variant("1 direction", {"scan_order": "1d"}), Variant("2 directions", {"scan_order": "2d"})]
@@ -198,14 +193,11 @@ def quick_ablation(device: Any = "cuda") -> Dict[str, Any]:
 
 
 def environment(device: Any = "cuda") -> Dict[str, Any]:
-    from .ssm import triton_scan
-    from .ssm.scan import _cuda_fn, list_backends
-
     info: Dict[str, Any] = {"torch": torch.__version__, "torch_cuda": torch.version.cuda,
                             "cuda_available": torch.cuda.is_available(),
                             "triton": None, "mamba_ssm_importable": _cuda_fn() is not None}
     if triton_scan.installed():
-        import triton
+        import triton  # optional (the triton extra): installed, as checked above
         info["triton"] = triton.__version__
     if torch.cuda.is_available():
         dev = torch.device(device)
@@ -250,8 +242,6 @@ def build_steps(selected: Sequence[str], device: torch.device, train_steps_n: in
 
     def bench():
         _need_cuda(device)
-        from .bench import run_scan_benchmark
-        from .ssm.scan import list_backends
         methods = [m for m in ("ref", "chunked", "triton", "cuda") if m in list_backends(torch.zeros(1, 1, 1, device=device))]
         return run_scan_benchmark(configs=bench_configs, repeats=bench_repeats, methods=methods, max_mem_gb=60.0,
                                   show_progress=False, device=device, dtype="float32")
@@ -288,13 +278,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"gpu_check: error: unknown step(s) {unknown}" if unknown else
               "gpu_check: error: --train-steps must be >= 3 and --bench-repeats >= 1", file=sys.stderr)
         return 2
-    from .bench import CONFIGS
     configs = [c for c in args.bench_configs.split(",") if c]
     if any(c not in CONFIGS for c in configs):
         print(f"gpu_check: error: unknown bench config in {configs}; known: {', '.join(CONFIGS)}", file=sys.stderr)
         return 2
-    from .provenance import provenance
-
     out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(args.device)

@@ -26,6 +26,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from .layers.padding import pad_to_multiple
 
@@ -227,7 +228,6 @@ def restore_tensor(model: nn.Module, x: Tensor, tile: Optional[int] = None, tile
     total = sum(_n_tiles(*dihedral(xin[:1, :1], r, f).shape[-2:], tile, tile_overlap) for r, f in transforms)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
         bar = tqdm(total=total, desc=desc, unit="tile", leave=False, disable=False)  # asked for: shown (not TQDM_DISABLE)
     tick = bar.update if bar is not None else None
 
@@ -244,3 +244,19 @@ def restore_tensor(model: nn.Module, x: Tensor, tile: Optional[int] = None, tile
         y.div_(pixel_range)  # in place: a full-size output is hundreds of MB for a large photo
     y = y.cpu()
     return y[0] if single else y
+
+
+def restore_batch(model: nn.Module, lq: Tensor, *, scale: int = 1, tile: Optional[int] = None,
+                  tile_overlap: int = 32, self_ensemble: bool = False) -> Tensor:
+    """Run ``model`` on a batch of full images, tiled and/or self-ensembled when asked (as the evaluation does).
+
+    lq: (Bt, C, H, W) -> (Bt, C', H*scale, W*scale) on ``lq``'s device. Without tiling or the ensemble this is
+    ``model(lq)``; with them, :func:`restore_tensor`, whose output width is checked against ``scale``.
+    """
+    if tile is None and not self_ensemble:
+        return model(lq)
+    out = restore_tensor(model, lq, tile=tile, tile_overlap=tile_overlap, use_self_ensemble=self_ensemble,
+                         device=lq.device)
+    if out.shape[-1] != lq.shape[-1] * scale:
+        raise ValueError(f"the model's output width {out.shape[-1]} is not scale {scale} x {lq.shape[-1]}")
+    return out.to(lq.device)

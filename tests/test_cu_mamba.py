@@ -152,7 +152,7 @@ def test_registry_lists_presets_and_switches():
     assert {"deblur", "denoise", "tiny"} <= set(list_presets("cu_mamba"))
     sw = list_switches("cu_mamba")
     assert sw["use_spatial_ssm"] is True and sw["use_channel_ssm"] is True
-    assert {"dim", "num_blocks", "num_refinement", "d_state", "channel_pool", "spatial_scan_order"} <= set(sw)
+    assert {"embed_dim", "num_blocks", "num_refinement", "d_state", "channel_pool", "spatial_scan_order"} <= set(sw)
     assert "C=16" in preset_doc("cu_mamba", "tiny")
     with pytest.raises(TypeError, match="unknown option"):
         build_model("cu_mamba", "tiny", use_channel_sm=False)

@@ -123,3 +123,32 @@ def test_shrunk_forward_backward_odd(arch, preset):
     bad = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or
                                                                          not torch.isfinite(p.grad).all())]
     assert not bad, f"parameters without finite gradients: {bad[:5]}"
+
+
+def test_width_and_scale_have_one_name_and_the_earlier_names_still_build():
+    """embed_dim / upscale across the architectures; RNAN's n_feats / scale and CU-Mamba's dim are read as those,
+    with a DeprecationWarning (Python) or a logged warning (network_g in a config or a checkpoint's config)."""
+    for arch in list_archs():
+        names = {f.name for f in dataclasses.fields(config_class(arch))}
+        assert "embed_dim" in names, arch
+        assert not names & {"n_feats", "dim", "scale"}, arch
+    with pytest.warns(DeprecationWarning, match="'n_feats' is now called 'embed_dim'"):
+        old = get_config("rnan", "tiny", n_feats=8, scale=2)
+    assert old == get_config("rnan", "tiny", embed_dim=8, upscale=2) and old.n_feats == 8 and old.scale == 2
+    with pytest.warns(DeprecationWarning, match="'dim' is now called 'embed_dim'"):
+        assert model_class("cu_mamba")(dim=16, num_blocks=(1, 1, 1, 1), num_refinement=1).in_channels == 3
+    with pytest.raises(TypeError, match="name the same option"):
+        get_config("rnan", "tiny", n_feats=8, embed_dim=8)
+
+    from restore_core.train import config_from_dict
+    from restore_core.train.builders import build_network
+
+    cfg = config_from_dict({"scale": 2, "train": {"pixel_opt": {"type": "L1Loss"}},
+                            "network_g": {"type": "rnan", "preset": "tiny", "n_feats": 8,
+                                          "global_residual": "feature"}})
+    torch.manual_seed(0)
+    net = build_network(cfg)
+    torch.manual_seed(0)
+    new = build_model("rnan", "tiny", embed_dim=8, upscale=2, global_residual="feature")
+    assert net.upscale == 2 and all(torch.equal(a, b) for a, b in zip(net.state_dict().values(),
+                                                                       new.state_dict().values()))

@@ -29,7 +29,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from ..layers.resblock import ResBlock
 from ..layers.upsample import PixelShuffleDirect
+from ..ssm.ss2d import SS2D
 
 __all__ = ["PlainCNN", "WindowAttentionNet", "WindowAttention", "GlobalAttention", "MixerBlock", "MIXER_KINDS"]
 
@@ -55,17 +57,6 @@ def _check_input(x: Tensor, in_channels: int) -> None:
         raise ValueError(f"expected input (Bt, {in_channels}, H, W), got shape {tuple(x.shape)}")
 
 
-class _ResBlock(nn.Module):
-    def __init__(self, dim: int, res_scale: float) -> None:
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), nn.ReLU(inplace=True),
-                                  nn.Conv2d(dim, dim, 3, padding=1))
-        self.res_scale = res_scale
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.res_scale * self.body(x)
-
-
 class PlainCNN(nn.Module):
     """EDSR-like residual CNN. x: (Bt, in_channels, H, W) -> (Bt, in_channels, upscale*H, upscale*W)."""
 
@@ -74,7 +65,7 @@ class PlainCNN(nn.Module):
         super().__init__()
         self.in_channels = in_channels
         self.head = nn.Conv2d(in_channels, num_feat, 3, padding=1)
-        self.body = nn.Sequential(*[_ResBlock(num_feat, res_scale) for _ in range(num_blocks)])
+        self.body = nn.Sequential(*[ResBlock(num_feat, res_scale=res_scale) for _ in range(num_blocks)])
         self.body_conv = nn.Conv2d(num_feat, num_feat, 3, padding=1)
         self.tail = _Tail(num_feat, in_channels, upscale)
 
@@ -248,8 +239,6 @@ class MixerBlock(nn.Module):
         super().__init__()
         if kind not in MIXER_KINDS:
             raise ValueError(f"unknown mixer kind {kind!r}; known: {MIXER_KINDS}")
-        from ..ssm.ss2d import SS2D
-
         self.kind, self.dim = kind, dim
         self.norm = nn.LayerNorm(dim)
         if kind == "ss2d":

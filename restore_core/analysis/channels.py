@@ -23,6 +23,7 @@ from typing import Dict, Iterator, List, Optional
 import torch
 from torch import Tensor, nn
 
+from ..layers.channel_attention import CAB, ChannelAttention
 from ..ssm.ss2d import SS2D
 
 __all__ = ["ss2d_modules", "channel_activations", "ss2d_channel_activations", "ss2d_channel_statistics",
@@ -144,8 +145,6 @@ def remove_channel_attention(model: nn.Module) -> int:
     What remains of the CAB is its convolution pair: the "conv without CA" ablation, which keeps the block's
     second LayerNorm, convolutions and skip scale. Returns the number of channel attentions removed.
     """
-    from ..layers.channel_attention import CAB, ChannelAttention
-
     removed = 0
     for module in model.modules():
         if isinstance(module, CAB) and isinstance(module.cab[-1], ChannelAttention):

@@ -56,6 +56,8 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Un
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.profiler import ProfilerActivity, profile
+from tqdm.auto import tqdm
 
 from ..ssm.cross_scan import get_scan_order
 from ..ssm.ss2d import SS2D
@@ -302,8 +304,6 @@ def peak_memory_bytes(fn: Callable[[], object], device: Union[str, torch.device]
         fn()
         torch.cuda.synchronize(device)
         return int(torch.cuda.max_memory_allocated(device) - base)
-    from torch.profiler import ProfilerActivity, profile
-
     prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
     with _native_stderr_silenced():  # the profiler's C++ side prints "profiler_start/stop" lines to fd 2
         prof.start()
@@ -349,8 +349,6 @@ def measure_scaling(model: nn.Module, sizes: Sequence[Union[int, Tuple[int, int]
     ``backward``: time forward + backward of the output mean (training mode) instead of an inference forward
     (eval mode); the model's mode is restored afterwards.
     """
-    from tqdm.auto import tqdm
-
     if len(sizes) < 2:
         raise ValueError("measure_scaling needs at least two sizes to fit a slope")
     reduce = {"median": statistics.median, "min": min}.get(statistic)

@@ -31,9 +31,14 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ..profiles import CALL_PROFILES
+from ..train import load_config, train
+from ..train.builders import build_network
+from ..train.distributed import launch_train
 from .dry_run import is_dry_run
 from .learning_targets import target_text
 from .results import annotate_calls, beats_baselines, load_results, save_results
+from .runner import train_nproc
+from .trivial_baselines import score_baselines
 
 
 @dataclass
@@ -186,6 +191,7 @@ class AblationResult:
     def plot_differences(self, metric: Optional[str] = None, ax: Any = None) -> Any:
         """Bars of (variant - reference): the paper's, and ours (mean of the paired differences, 95% interval as
         error bars); dashed lines: each trivial baseline minus the reference. Returns the Figure."""
+        # deferred: matplotlib.pyplot costs ~1.1 s to import (python -X importtime); only the figures need it
         import matplotlib.pyplot as plt
 
         metric = metric or self.metrics[0]
@@ -334,8 +340,6 @@ def _curve(history: Sequence[Mapping[str, Any]], val_history: Sequence[Mapping[s
 def _train_distributed(config: str, profile: str, overrides: Sequence[str], nproc: int, out_dir: Path,
                        device: Optional[str]) -> Dict[str, Any]:
     """One run under torchrun (``restore-core train``); returns its train log (``history``, ``val_history``)."""
-    from ..train.distributed import launch_train
-
     extra = ["--out", str(out_dir), "--no-progress"] + (["--device", device] if device else [])
     launch_train(config, nproc=nproc, profile=profile, overrides=overrides, extra_args=extra)
     log = json.loads((out_dir / "train_log.json").read_text())
@@ -367,11 +371,6 @@ def run_ablation(config: str, variants: Sequence[Variant], *, arch: str, preset:
     curve_points: validate the reference variant this many times along training (its learning curve; 0: only at
     the end). Every run's training-loss curve is kept in ``runs[i]["curve"]``.
     """
-    from ..train import load_config, train
-    from ..train.builders import build_network
-    from .runner import train_nproc
-    from .trivial_baselines import score_baselines
-
     if not variants:
         raise ValueError("run_ablation needs at least one variant")
     names = [v.name for v in variants]

@@ -16,7 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, List
 
+from ..data.fake_tree import write_fake_datasets
 from ..fsutil import atomic_write_json
+from ..train.config import OVERRIDES_ENV
 
 DRY_RUN_ENV = "RESTORE_CORE_DRY_RUN"
 DRY_RUN_OVERRIDES = (
@@ -34,9 +36,6 @@ def is_dry_run() -> bool:
 
 def dry_run_environment(root, n_images: int = 3, size: int = 96) -> Dict[str, str]:
     """Write the stand-in datasets under ``<root>/data``; return the environment variables of a dry run."""
-    from ..data.fake_tree import write_fake_datasets
-    from ..train.config import OVERRIDES_ENV
-
     data = Path(root) / "data"
     write_fake_datasets(data, n_images=n_images, size=size)
     return {"RESTORE_CORE_DATA_ROOT": str(data.resolve()), OVERRIDES_ENV: "\n".join(DRY_RUN_OVERRIDES),

@@ -157,6 +157,7 @@ def ordering_agreement(rows: Sequence[Dict[str, Any]], reference_variant: str, t
 
 def t_quantile(level: float, dof: int) -> float:
     """The two-sided Student-t quantile: ``t`` with P(|T| <= t) = level for ``dof`` degrees of freedom."""
+    # deferred: importing scipy.stats costs ~2 s (python -X importtime), and every chapter imports this module
     from scipy.stats import t as student_t
 
     return float(student_t.ppf(0.5 + level / 2, dof))

@@ -35,14 +35,19 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from tqdm.auto import tqdm
+
+from .. import provenance
 from ..fsutil import chmod_like_new_file
-from .chapter import PROFILES
+from ..profiles import DEFAULT_PROFILE, PROFILES
 from .dry_run import is_dry_run
 from .results import RESULTS_DIR, RESULTS_OUT_ENV
 from .scoreboard import write_scoreboard
@@ -51,7 +56,7 @@ from .toc import toc_chapters
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NPROC_ENV = "RESTORE_CORE_BOOK_NPROC"
 ALLOW_DIRTY_ENV = "RESTORE_CORE_ALLOW_DIRTY"
-_DEFAULTS: Dict[str, Any] = {"profile": "quick", "seed": 0, "device": None, "out_dir": None}
+_DEFAULTS: Dict[str, Any] = {"profile": DEFAULT_PROFILE, "seed": 0, "device": None, "out_dir": None}
 
 
 class ChapterFailed(RuntimeError):
@@ -121,6 +126,8 @@ def local_kernel_manager() -> type:
     without encryption" warning for every chapter. Where Unix sockets are unavailable (Windows) or their path
     would be too long for the OS, the default TCP manager is returned.
     """
+    # deferred (here and for papermill / nbformat below): the book extra's optional dependencies, ~0.4-1.6 s
+    # each to import (python -X importtime), needed only when chapters run
     from jupyter_client import AsyncKernelManager
 
     if os.name != "posix":
@@ -229,11 +236,9 @@ class DirtyTreeError(ValueError):
 def check_clean_tree(profile: str, allow_dirty: bool) -> None:
     """Raise :class:`DirtyTreeError` when ``profile`` stores results (cpu, full) and tracked files have
     uncommitted changes, unless ``allow_dirty``."""
-    from ..provenance import git_commit
-
     if profile == "quick" or allow_dirty:
         return
-    commit = git_commit()
+    commit = provenance.git_commit()  # looked up at call time (the tests replace it)
     if commit.endswith("+dirty"):
         raise DirtyTreeError(f"the {profile} profile stores results, which must come from a committed tree, but "
                              f"{REPO_ROOT} has uncommitted changes to tracked files: commit them first (or pass "
@@ -259,8 +264,6 @@ def run_book(profile: str = "quick", chapters: Optional[Sequence[str]] = None, d
     provenance); a dry run (:mod:`restore_core.book.dry_run`) never needs a clean tree.
     Stops at the first failing chapter with :class:`ChapterFailed` naming it.
     """
-    from tqdm.auto import tqdm
-
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
     if nproc < 1:
@@ -330,9 +333,6 @@ def build_html(root: os.PathLike = REPO_ROOT, path_output: Optional[os.PathLike]
 
     Raises :class:`BookBuildFailed` with every warning/error line when the build fails.
     """
-    import subprocess
-    import sys
-
     exe = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(root)]
     if warnings_as_errors:

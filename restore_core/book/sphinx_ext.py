@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
+from .scoreboard import write_scoreboard
+
 
 def _regenerate_scoreboard(app: Any) -> None:
-    from .scoreboard import write_scoreboard
-
     toc = app.config["external_toc_path"] if "external_toc_path" in app.config else None
     write_scoreboard(app.config.scoreboard_results_dir, app.config.scoreboard_path,
                      toc=toc or None, srcdir=app.srcdir)

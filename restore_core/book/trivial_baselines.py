@@ -29,6 +29,7 @@ from ..train.builders import build_val_dataset
 from ..train.datasets import build_dataset_from_options
 from ..train.config import DatasetOptions, TrainConfig
 from ..train.evaluate import evaluate
+from ..train.task import FUSION
 
 __all__ = ["Baseline", "baselines_for", "fit_on_training", "score_baselines", "GAUSSIAN_SIGMAS", "WIENER_NSRS"]
 
@@ -104,7 +105,7 @@ def fit_on_training(make: Callable[[float], nn.Module], candidates: Sequence[flo
 
 def baselines_for(cfg: TrainConfig) -> List[Baseline]:
     """The trivial baselines of ``cfg``'s task (see the module docstring), parameters fitted on training images."""
-    if cfg.task == "fusion":
+    if cfg.task is FUSION:
         return [Baseline("mean", FixedFusion("mean")), Baseline("max", FixedFusion("max"))]
     if cfg.scale > 1:
         return [Baseline("bicubic", BicubicUpsampler(cfg.scale))]

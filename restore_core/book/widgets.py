@@ -22,6 +22,7 @@ import io
 from typing import Any, List, Optional, Sequence
 
 import numpy as np
+from PIL import Image
 
 
 def to_png_bytes(image: Any) -> bytes:
@@ -30,11 +31,10 @@ def to_png_bytes(image: Any) -> bytes:
     image: ``(H, W)`` or ``(H, W, 3|4)`` array (float in [0, 1] or uint8), ``(C, H, W)`` / ``(H, W)`` torch
     tensor in [0, 1] (C = 1 or 3), a PIL image, or a matplotlib Figure (rasterised at its own dpi).
     """
-    from PIL import Image
-
     if hasattr(image, "savefig") and hasattr(image, "canvas"):  # matplotlib Figure
         canvas = image.canvas
         if not hasattr(canvas, "buffer_rgba"):  # e.g. a figure closed under the inline backend
+            # deferred: matplotlib's Agg backend costs ~0.6 s to import (python -X importtime), needed only here
             from matplotlib.backends.backend_agg import FigureCanvasAgg
 
             canvas = FigureCanvasAgg(image)
@@ -136,6 +136,7 @@ def image_stack_widget(images: Sequence[Any], labels: Optional[Sequence[Any]] = 
     the label beside it follows the slider only with a kernel, so it shows the list of labels instead.
     images, labels, description, width: as in :func:`image_slider`.
     """
+    # deferred: ipywidgets is an optional dependency (the book extra) and costs ~0.5 s to import
     import ipywidgets as widgets
 
     pngs = [to_png_bytes(im) for im in images]

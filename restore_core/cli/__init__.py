@@ -1,5 +1,9 @@
 """The ``restore-core`` command. Each sub-command lives in its own module with a ``register(subparsers)``
-function that adds its parser and sets ``func``; the list below is explicit (no scanning)."""
+function that adds its parser and sets ``func``; the list below is explicit (no scanning).
+
+Each command module imports the library inside its functions, not at its top: building the parser imports every
+command module, and importing restore_core.train / data / models / book along with them measured +0.7-0.85 s on
+top of the parser's 1.7 s (two CPU cores) for every ``restore-core`` call, ``--help`` included."""
 from __future__ import annotations
 
 import argparse

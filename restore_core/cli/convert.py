@@ -8,6 +8,8 @@ file asking for anything else is refused.
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
@@ -22,9 +24,6 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-    from pathlib import Path
-
     from ..train.checkpoint import convert_legacy_checkpoint, load_checkpoint
 
     src = Path(args.checkpoint)

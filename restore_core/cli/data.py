@@ -11,6 +11,11 @@ from __future__ import annotations
 import argparse
 import os
 
+from . import CLIError
+
+# The library is imported inside the command's functions: `restore-core --help` builds every command's parser,
+# and importing restore_core.train / data / models / book for it too measured +0.7-0.85 s on top of 1.7 s.
+
 
 def register(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser("data", help="list, fetch and verify datasets",
@@ -38,7 +43,6 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data import catalog, download, embedded
-    from . import CLIError
 
     def entry(name: str):
         try:

@@ -14,6 +14,7 @@ they are the hosts the datasets' authors or the papers' repositories point to.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 
@@ -41,8 +42,6 @@ class DatasetEntry:
     homepage: str = ""
 
     def subset_dir(self, root, subset: str):
-        from pathlib import Path
-
         if subset not in self.layout:
             raise KeyError(f"{self.name} has no subset {subset!r}; known: {', '.join(sorted(self.layout))}")
         return Path(root) / self.name / self.layout[subset]

@@ -27,8 +27,10 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
+from skimage import data as skimage_data
+from skimage.color import rgb2hed
 
-from .datasets import ImageSource, _Seeded, resolve_images
+from .datasets import ImageSource, _Seeded, aligned_random_crop, dihedral, list_images, resolve_images
 from .degradations import blur, gaussian_kernel, image_seed, quantize
 from .io import ImageFormatError, convert_channels, gray_8bit, read_image
 
@@ -130,8 +132,6 @@ class FusionFolderDataset(_Seeded):
 
     def __init__(self, a_dir, b_dir, channels: Optional[int] = 1, patch_size: Optional[int] = None,
                  augment: bool = False, seed: int = 0) -> None:
-        from .datasets import list_images
-
         super().__init__(seed)
         a = {p.stem: p for p in list_images(a_dir)}
         b = {p.stem: p for p in list_images(b_dir)}
@@ -152,8 +152,6 @@ class FusionFolderDataset(_Seeded):
         return convert_channels(x, self.channels)
 
     def __getitem__(self, index: int) -> Dict[str, object]:
-        from .datasets import aligned_random_crop, dihedral
-
         a, b = self._read(self.a_paths[index]), self._read(self.b_paths[index])
         if a.shape[-2:] != b.shape[-2:]:
             raise ImageFormatError(f"{self.names[index]}: sources differ in size, {tuple(a.shape[-2:])} vs "
@@ -170,10 +168,7 @@ class FusionFolderDataset(_Seeded):
 def ihc_stain_pair() -> Tuple[torch.Tensor, torch.Tensor]:
     """Hematoxylin and DAB channels of scikit-image's IHC slide, each ``(1, 512, 512)`` min-max scaled to
     [0, 1] (no reference exists; score with the no-reference fusion metrics)."""
-    from skimage import data
-    from skimage.color import rgb2hed
-
-    hed = rgb2hed(data.immunohistochemistry())
+    hed = rgb2hed(skimage_data.immunohistochemistry())
     out = []
     for c in (0, 2):
         ch = hed[:, :, c]

@@ -30,12 +30,15 @@ from pathlib import Path
 from typing import Optional, Tuple, Union
 
 import numpy as np
+import tifffile
 import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..fsutil import atomic_write_bytes
-from .io import ImageFormatError, LUMA_BT601, to_float_tensor
-from .png16 import encode_png, png_header, read_png16
+from .image_errors import ImageFormatError
+from .io import LUMA_BT601, to_float_tensor
+from .png16 import encode_png
+from .sixteen_bit import is_png16_colour, is_tiff16_colour, read_16bit_colour, read_tiff16
 
 PathLike = Union[str, os.PathLike]
 
@@ -86,9 +89,7 @@ def _open(path: PathLike) -> Optional[Image.Image]:
 
 def _load_tiff_only(path: Path) -> Tuple[np.ndarray, ImageInfo, Optional[bytes], int]:
     """(pixels (H, W, C), info, ICC profile, EXIF orientation) of a TIFF that Pillow cannot open."""
-    import tifffile
-
-    arr = _read_tiff16(path)
+    arr = read_tiff16(path)
     with tifffile.TiffFile(path) as tf:
         tags = tf.pages[0].tags
         icc = tags[34675].value if 34675 in tags else None
@@ -97,54 +98,6 @@ def _load_tiff_only(path: Path) -> Tuple[np.ndarray, ImageInfo, Optional[bytes],
     info = ImageInfo(format="TIFF", bits=16, channels=1 if c < 3 else 3, has_alpha=c in (2, 4),
                      size=(arr.shape[1], arr.shape[0]))
     return arr, info, (bytes(icc) if icc else None), orientation
-
-
-def _png16_colour(path: Path, im: Image.Image) -> bool:
-    if im.format != "PNG":
-        return False
-    with open(path, "rb") as fh:
-        _, _, depth, ctype, _ = png_header(fh.read(33))
-    return depth == 16 and ctype != 0  # 16-bit grey (type 0) Pillow reads exactly as "I;16"
-
-
-def _tiff16_colour(im: Image.Image) -> bool:
-    if im.format != "TIFF":
-        return False
-    bits = im.tag_v2.get(258, (8,))
-    bits = bits if isinstance(bits, tuple) else (bits,)
-    return max(bits) > 8 and im.mode not in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
-
-
-def _read_tiff16(path: Path) -> np.ndarray:
-    """(H, W, C) uint16 of a 16-bit grey + alpha / RGB / RGBA TIFF's first page."""
-    import tifffile
-
-    with tifffile.TiffFile(path) as tf:
-        page = tf.pages[0]
-        if int(page.photometric) not in (1, 2):  # MINISBLACK, RGB
-            raise ImageFormatError(f"{path}: 16-bit TIFF with photometric {page.photometric.name} is not supported")
-        try:
-            arr = page.asarray()
-        except Exception as exc:  # e.g. a compression tifffile cannot decode without imagecodecs
-            raise ImageFormatError(f"{path} could not be decoded: {exc}") from None
-        if int(page.planarconfig) == 2:  # SEPARATE: (C, H, W)
-            arr = np.moveaxis(arr, 0, -1)
-    if arr.dtype != np.uint16:
-        raise ImageFormatError(f"{path}: TIFF samples of type {arr.dtype} are not supported (only 8/16-bit)")
-    return arr if arr.ndim == 3 else arr[:, :, None]
-
-
-def read_16bit_colour(path: PathLike, im: Image.Image) -> Optional[np.ndarray]:
-    """(H, W, C) uint16, C in 1..4, of a 16-bit PNG/TIFF with alpha or colour (Pillow would cut it to 8 bits).
-
-    im: the file opened by Pillow (its header is enough). Returns None for every other file.
-    """
-    path = Path(path)
-    if _png16_colour(path, im):
-        return read_png16(path.read_bytes())
-    if _tiff16_colour(im):
-        return _read_tiff16(path)
-    return None
 
 
 def _pillow_pixels(path: Path, im: Image.Image) -> np.ndarray:
@@ -190,7 +143,7 @@ def probe_image(path: PathLike) -> ImageInfo:
 def _info(path: Path, im: Image.Image) -> ImageInfo:
     mode = im.mode
     try:
-        deep = _png16_colour(path, im) or _tiff16_colour(im)
+        deep = is_png16_colour(path, im) or is_tiff16_colour(im)
     except ValueError as exc:
         raise ImageFormatError(f"{path} could not be decoded: {exc}") from None
     bits = 16 if (deep or mode.startswith("I")) else 8
@@ -332,8 +285,6 @@ def save_image(path: PathLike, pixels: torch.Tensor, alpha: Optional[torch.Tenso
     if fmt == "png" and bits == 16:
         buf.write(encode_png(arr, icc_profile=icc, exif=exif))
     elif fmt == "tiff" and bits == 16:
-        import tifffile
-
         tifffile.imwrite(buf, arr if arr.shape[2] > 1 else arr[:, :, 0],
                          photometric="rgb" if c == 3 else "minisblack",
                          extrasamples=["unassalpha"] if alpha is not None else None,

@@ -19,6 +19,7 @@ channel count, an image smaller than a requested crop (:class:`ImageFormatError`
 """
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Optional, Union
@@ -28,16 +29,15 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..fsutil import atomic_write_bytes  # noqa: F401 -- also part of this module's API
+from .image_errors import ImageFormatError
+from .png16 import encode_png
+from .sixteen_bit import read_16bit_colour, read_tiff16
 
 PathLike = Union[str, os.PathLike]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 LUMA_BT601 = (0.299, 0.587, 0.114)
-
-
-class ImageFormatError(ValueError):
-    """An image file that cannot be used: not an image, wrong channel count, too small."""
 
 
 def is_image_file(path: PathLike) -> bool:
@@ -57,8 +57,6 @@ def read_image_uint(path: PathLike) -> np.ndarray:
         raise ImageFormatError(f"{path} is a directory, not an image file")
     try:
         with Image.open(path) as im:
-            from .image_file import read_16bit_colour  # (imports this module)
-
             deep = read_16bit_colour(path, im)
             if deep is not None:  # (H, W, C) uint16, C in 1..4: drop alpha as below
                 return deep[:, :, 0] if deep.shape[2] <= 2 else deep[:, :, :3]
@@ -84,9 +82,7 @@ def read_image_uint(path: PathLike) -> np.ndarray:
             tiff = fh.read(4) in (b"II*\x00", b"MM\x00*")
         if not tiff:
             raise ImageFormatError(f"{path} is not a readable image file") from None
-        from .image_file import _read_tiff16  # a TIFF Pillow has no mode for (16-bit grey + alpha)
-
-        deep = _read_tiff16(path)
+        deep = read_tiff16(path)  # a TIFF Pillow has no mode for (16-bit grey + alpha)
         return deep[:, :, 0] if deep.shape[2] <= 2 else deep[:, :, :3]
     except ImageFormatError:
         raise
@@ -176,8 +172,6 @@ def tensor_to_uint(x: torch.Tensor, bits: int = 8) -> np.ndarray:
 
 def write_image_uint(path: PathLike, arr: np.ndarray, quality: int = 95) -> None:
     """Write a uint8/uint16 ``(H, W)`` or ``(H, W, 3)`` array atomically; format from the extension (16-bit: PNG)."""
-    import io
-
     path = Path(path)
     fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}.get(
         path.suffix.lower())
@@ -187,8 +181,6 @@ def write_image_uint(path: PathLike, arr: np.ndarray, quality: int = 95) -> None
         if fmt != "PNG" or not (arr.ndim == 2 or arr.shape[2] == 3):
             raise ImageFormatError("16-bit images can be written only as grey or RGB PNG here "
                                    "(TIFF and alpha: restore_core.data.image_file.save_image)")
-        from .png16 import encode_png
-
         atomic_write_bytes(path, encode_png(arr))
         return
     elif arr.dtype == np.uint8:

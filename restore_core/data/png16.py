@@ -24,6 +24,7 @@ import zlib
 from typing import List, Optional, Tuple
 
 import numpy as np
+from PIL import Image
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHANNELS = {0: 1, 4: 2, 2: 3, 6: 4}  # PNG colour type -> samples per pixel (palette, type 3, is never 16-bit)
@@ -107,8 +108,6 @@ def read_png16(data: bytes) -> np.ndarray:
     Returns ``(H, W, C)`` uint16 with C = 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA); values as stored
     (no gamma or colour management). Raises ValueError for other files, naming the problem.
     """
-    from PIL import Image
-
     w, h, depth, ctype, interlace = png_header(data)
     if depth != 16 or ctype not in CHANNELS:
         raise ValueError(f"read_png16 reads 16-bit PNGs, got bit depth {depth}, colour type {ctype}")

@@ -5,9 +5,17 @@ identity in eval mode. MambaIR raises p linearly from 0 to ``drop_path_rate`` ov
 """
 from __future__ import annotations
 
+from typing import List
+
 from torch import Tensor, nn
 
-__all__ = ["DropPath", "drop_path"]
+__all__ = ["DropPath", "drop_path", "drop_path_schedule"]
+
+
+def drop_path_schedule(rate: float, n: int) -> List[float]:
+    """n drop-path probabilities rising linearly from 0 to ``rate``, one per block (plain Python, so it also works
+    when the model is built on the meta device)."""
+    return [rate * i / (n - 1) if n > 1 else 0.0 for i in range(n)]
 
 
 def drop_path(x: Tensor, p: float, training: bool) -> Tensor:

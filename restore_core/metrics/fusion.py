@@ -39,6 +39,7 @@ from typing import Dict
 
 import numpy as np
 from scipy.signal import convolve2d
+from skimage.metrics import structural_similarity
 
 QABF_CONSTANTS = dict(Tg=0.9994, kg=-15.0, Dg=0.5, Ta=0.9879, ka=-22.0, Da=0.8)
 
@@ -227,8 +228,6 @@ def qabf(fused, a, b, equal_strength: str = "cddfuse") -> float:
 
 def ssim_fusion(fused, a, b, data_range: float = 2.0) -> float:
     """ssim(F, A) + ssim(F, B) with scikit-image defaults (7x7 uniform window); see the module docstring."""
-    from skimage.metrics import structural_similarity
-
     f, a, b = _triplet(fused, a, b)
     if min(f.shape) < 7:
         raise ValueError(f"SSIM needs at least 7x7 pixels, got {f.shape}")

@@ -18,6 +18,7 @@ from typing import Union
 import numpy as np
 import torch
 import torch.nn.functional as F
+from skimage.metrics import structural_similarity
 
 YCBCR_Y_WEIGHTS = (65.481, 128.553, 24.966)  # MATLAB rgb2ycbcr, applied to R, G, B in [0, 1]
 
@@ -74,8 +75,6 @@ def psnr(img: ArrayLike, ref: ArrayLike, crop_border: int = 0, y_channel: bool =
 def ssim(img: ArrayLike, ref: ArrayLike, crop_border: int = 0, y_channel: bool = False,
          data_range: float = 255.0) -> float:
     """SSIM (BasicSR convention) of ``img`` against ``ref``. img, ref: ``(H, W)`` or ``(H, W, C)``, 0-255."""
-    from skimage.metrics import structural_similarity
-
     a, b = _prepare(img, ref, crop_border, y_channel)
     if min(a.shape[:2]) < 11:
         raise ValueError(f"SSIM needs images of at least 11x11 after cropping, got {a.shape[0]}x{a.shape[1]}")

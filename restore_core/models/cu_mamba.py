@@ -76,7 +76,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Any, ClassVar, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -85,9 +85,10 @@ from torch import Tensor, nn
 from ..layers.norm import LayerNorm2d
 from ..layers.padding import pad_to_multiple
 from ..ssm.cross_scan import cross_merge, cross_scan
+from ..ssm.dt_init import inverse_softplus
 from ..ssm.scan import selective_scan
 from ..ssm.ss2d import SS2D
-from .registry import register_arch, register_preset
+from .registry import config_with, register_arch, register_preset
 
 __all__ = ["CUMamba", "CUMambaConfig", "CUMambaBlock", "ChannelSSM", "SpatialSSM", "ConvMixer", "FeedForward",
            "PAD_MULTIPLE"]
@@ -99,8 +100,10 @@ PAD_MULTIPLE = 8  # three 2x downsamplings
 class CUMambaConfig:
     """Every CU-Mamba constructor argument. Defaults: the "deblur" preset (assumed sizes, see the module doc)."""
 
+    RENAMED: ClassVar[Dict[str, str]] = {"dim": "embed_dim"}  # earlier names, still accepted (deprecated)
+
     in_channels: int = 3
-    dim: int = 48
+    embed_dim: int = 48                # C: level l has C * 2**l channels (the decoder's level 1 too: 2C)
     num_blocks: Tuple[int, ...] = (4, 6, 6, 8)
     num_refinement: int = 4
     d_state: int = 16
@@ -113,6 +116,11 @@ class CUMambaConfig:
     dt_rank: Optional[int] = None      # spatial SS2D's dt rank; None: ceil(C / 16)
     zero_init_output: bool = True      # output conv starts at 0: the untrained network is the identity
     scan_backend: str = "auto"
+
+    @property
+    def dim(self) -> int:
+        """The earlier name of :attr:`embed_dim`."""
+        return self.embed_dim
 
 
 class FeedForward(nn.Module):
@@ -190,7 +198,7 @@ class ChannelSSM(nn.Module):
     def reset_ssm_parameters(self) -> None:
         """A_log = log(1..N), D = 1, softplus(dt_bias) = sqrt(dt_min * dt_max) (Mamba's conventions)."""
         dt = math.sqrt(self.dt_init[0] * self.dt_init[1])
-        self.dt_bias.fill_(dt + math.log(-math.expm1(-dt)))
+        self.dt_bias.fill_(inverse_softplus(dt))
         self.A_log.copy_(torch.log(torch.arange(1, self.d_state + 1, dtype=torch.float64)))
         self.D.fill_(1.0)
 
@@ -272,31 +280,28 @@ class CUMamba(nn.Module):
     """CU-Mamba. x: (Bt, C_in, H, W), any H, W -> (Bt, C_in, H, W); see the module docstring and
     :class:`CUMambaConfig` for the arguments."""
 
-    def __init__(self, in_channels: int = 3, dim: int = 48, num_blocks: Tuple[int, ...] = (4, 6, 6, 8),
-                 num_refinement: int = 4, d_state: int = 16, spatial_expand: float = 2.0,
-                 spatial_scan_order: str = "1d", channel_pool: int = 4, ffn_expansion: float = 2.0,
-                 use_spatial_ssm: bool = True, use_channel_ssm: bool = True, dt_rank: Optional[int] = None,
-                 zero_init_output: bool = True, scan_backend: str = "auto") -> None:
+    def __init__(self, config: Optional[CUMambaConfig] = None, **overrides: Any) -> None:
         super().__init__()
-        if in_channels < 1:
-            raise ValueError(f"in_channels must be >= 1, got {in_channels}")
-        if dim < 2 or dim % 2:
-            raise ValueError(f"dim must be even and >= 2 (the downsampler halves it), got {dim}")
-        if len(num_blocks) != 4 or min(num_blocks) < 1 or num_refinement < 0:
-            raise ValueError(f"num_blocks needs 4 levels of >= 1 block and num_refinement >= 0; got {num_blocks}, "
-                             f"{num_refinement}")
-        self.in_channels = in_channels
-        self.use_spatial_ssm = use_spatial_ssm
-        self.use_channel_ssm = use_channel_ssm
+        c = config_with(config or CUMambaConfig(), overrides, "cu_mamba")
+        if c.in_channels < 1:
+            raise ValueError(f"in_channels must be >= 1, got {c.in_channels}")
+        if c.embed_dim < 2 or c.embed_dim % 2:
+            raise ValueError(f"embed_dim must be even and >= 2 (the downsampler halves it), got {c.embed_dim}")
+        if len(c.num_blocks) != 4 or min(c.num_blocks) < 1 or c.num_refinement < 0:
+            raise ValueError(f"num_blocks needs 4 levels of >= 1 block and num_refinement >= 0; got {c.num_blocks}, "
+                             f"{c.num_refinement}")
+        self.in_channels = c.in_channels
+        self.use_spatial_ssm = c.use_spatial_ssm
+        self.use_channel_ssm = c.use_channel_ssm
 
         def level(width: int, n: int) -> nn.Sequential:
-            return nn.Sequential(*[CUMambaBlock(width, d_state, spatial_expand, spatial_scan_order, channel_pool,
-                                                ffn_expansion, use_spatial_ssm, use_channel_ssm, dt_rank,
-                                                scan_backend) for _ in range(n)])
+            return nn.Sequential(*[CUMambaBlock(width, c.d_state, c.spatial_expand, c.spatial_scan_order,
+                                                c.channel_pool, c.ffn_expansion, c.use_spatial_ssm, c.use_channel_ssm,
+                                                c.dt_rank, c.scan_backend) for _ in range(n)])
 
-        n1, n2, n3, n4 = num_blocks
-        C = dim
-        self.patch_embed = nn.Conv2d(in_channels, C, 3, padding=1, bias=False)
+        n1, n2, n3, n4 = c.num_blocks
+        C = c.embed_dim
+        self.patch_embed = nn.Conv2d(c.in_channels, C, 3, padding=1, bias=False)
         self.encoder_level1 = level(C, n1)
         self.down1_2 = Downsample(C)
         self.encoder_level2 = level(2 * C, n2)
@@ -312,9 +317,9 @@ class CUMamba(nn.Module):
         self.decoder_level2 = level(2 * C, n2)
         self.up2_1 = Upsample(2 * C)
         self.decoder_level1 = level(2 * C, n1)
-        self.refinement = level(2 * C, num_refinement)
-        self.output = nn.Conv2d(2 * C, in_channels, 3, padding=1, bias=False)
-        if zero_init_output:
+        self.refinement = level(2 * C, c.num_refinement)
+        self.output = nn.Conv2d(2 * C, c.in_channels, 3, padding=1, bias=False)
+        if c.zero_init_output:
             nn.init.zeros_(self.output.weight)
 
     @staticmethod
@@ -349,4 +354,4 @@ register_preset("cu_mamba", "denoise",
                 )(lambda: CUMambaConfig())
 register_preset("cu_mamba", "tiny",
                 "tiny model for quick CPU runs: C=16, 1 block per level, 1 refinement block, N=8"
-                )(lambda: CUMambaConfig(dim=16, num_blocks=(1, 1, 1, 1), num_refinement=1, d_state=8))
+                )(lambda: CUMambaConfig(embed_dim=16, num_blocks=(1, 1, 1, 1), num_refinement=1, d_state=8))

@@ -67,19 +67,21 @@ F_k = x_k), ``use_cmfm`` (off: fused = F_ir + F_vis).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..layers.drop_path import DropPath
+from ..layers.drop_path import DropPath, drop_path_schedule
 from ..layers.eca import ECA
+from ..layers.init import init_linear_and_layernorm
 from ..layers.ldc import LearnableDifferenceConv2d
+from ..layers.mlp import ChannelMlp
 from ..layers.padding import pad_to_multiple
 from ..ssm.ss2d import SS2D
-from .registry import register_arch, register_preset
+from .registry import config_with, register_arch, register_preset
 
 PAPER = ("FusionMamba: Dynamic Feature Enhancement for Multimodal Image Fusion with Mamba "
          "(arXiv:2404.09498)")
@@ -93,20 +95,6 @@ def _to_channels_first(x: Tensor) -> Tensor:
 
 def _to_channels_last(x: Tensor) -> Tensor:
     return rearrange(x, "b c h w -> b h w c")
-
-
-class Mlp(nn.Module):
-    """Linear C -> ratio*C, GELU, Linear -> C. x: (Bt, H, W, C) -> (Bt, H, W, C)."""
-
-    def __init__(self, dim: int = 96, ratio: float = 4.0) -> None:
-        super().__init__()
-        hidden = int(dim * ratio)
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class BiAttn(nn.Module):
@@ -216,7 +204,7 @@ class DVSSBlock(nn.Module):
         self.biattn = BiAttn(dim) if (use_ldc or use_eca) else None
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, mlp_ratio)
+        self.mlp = ChannelMlp(dim, int(dim * mlp_ratio))  # Linear C -> ratio*C, GELU, Linear -> C
 
     def mixer(self, x: Tensor) -> Tensor:
         """The token-mixing branch r (before the residual). x: (Bt, H, W, C) normalised -> (Bt, H, W, C)."""
@@ -318,11 +306,6 @@ class DFFM(nn.Module):
 INPUT_RESIDUALS = ("mean", "sum", "official", "none")
 
 
-def _linspace(stop: float, n: int) -> List[float]:
-    """n values evenly from 0 to ``stop`` (the drop-path schedule; plain Python so it works on the meta device)."""
-    return [stop * i / (n - 1) if n > 1 else 0.0 for i in range(n)]
-
-
 @dataclass
 class FusionMambaConfig:
     """Every FusionMamba constructor argument. Defaults: the official IR-VIS model (``VSSM_Fusion()``)."""
@@ -353,48 +336,44 @@ class FusionMamba(nn.Module):
     """FusionMamba. ``model(ir, vis)``: ir, vis (Bt, in_channels, H, W) -> fused (Bt, out_channels, H, W);
     see the module docstring and :class:`FusionMambaConfig` for the arguments."""
 
-    def __init__(self, in_channels: int = 1, out_channels: int = 1, patch_size: int = 4, embed_dim: int = 96,
-                 depths: Tuple[int, ...] = (2, 2, 9, 2), decoder_depths: Optional[Tuple[int, ...]] = None,
-                 d_state: int = 16, expand: float = 2.0, mlp_ratio: float = 4.0, drop_path_rate: float = 0.1,
-                 eca_kernel_size: int = 3, use_ldc: bool = True, use_eca: bool = True, use_dfem: bool = True,
-                 use_cmfm: bool = True, input_residual: str = "mean", skip_wiring: str = "paper",
-                 cmfm_gate: str = "paper", dvss_d_state: Optional[int] = None, scan_backend: str = "auto") -> None:
+    def __init__(self, config: Optional[FusionMambaConfig] = None, **overrides: Any) -> None:
         super().__init__()
-        depths = tuple(depths)
-        decoder_depths = tuple(reversed(depths)) if decoder_depths is None else tuple(decoder_depths)
-        if in_channels < 1 or out_channels < 1 or embed_dim < 1 or not depths or min(depths) < 1:
-            raise ValueError(f"bad sizes: in_channels={in_channels}, out_channels={out_channels}, "
-                             f"embed_dim={embed_dim}, depths={depths}")
+        c = config_with(config or FusionMambaConfig(), overrides, "fusion_mamba")
+        depths = tuple(c.depths)
+        decoder_depths = tuple(reversed(c.depths)) if c.decoder_depths is None else tuple(c.decoder_depths)
+        if c.in_channels < 1 or c.out_channels < 1 or c.embed_dim < 1 or not depths or min(depths) < 1:
+            raise ValueError(f"bad sizes: in_channels={c.in_channels}, out_channels={c.out_channels}, "
+                             f"embed_dim={c.embed_dim}, depths={depths}")
         if len(decoder_depths) != len(depths) or min(decoder_depths) < 1:
             raise ValueError(f"decoder_depths {decoder_depths} must give >= 1 block for each of the {len(depths)} "
                              f"levels")
-        if patch_size < 1:
-            raise ValueError(f"patch_size must be >= 1, got {patch_size}")
-        if skip_wiring not in SKIP_WIRINGS:
-            raise ValueError(f"skip_wiring must be one of {SKIP_WIRINGS}, got {skip_wiring!r}")
-        if cmfm_gate not in CMFM_GATES:
-            raise ValueError(f"cmfm_gate must be one of {CMFM_GATES}, got {cmfm_gate!r}")
-        if d_state < 1 or (dvss_d_state is not None and dvss_d_state < 1):
-            raise ValueError(f"d_state / dvss_d_state must be >= 1, got {d_state} / {dvss_d_state}")
-        if input_residual not in INPUT_RESIDUALS:
-            raise ValueError(f"input_residual must be one of {INPUT_RESIDUALS}, got {input_residual!r}")
-        if input_residual != "none" and in_channels != out_channels:
-            raise ValueError(f"input_residual={input_residual!r} adds the inputs to the output: needs "
-                             f"in_channels == out_channels, got {in_channels} and {out_channels}")
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.patch_size = patch_size
+        if c.patch_size < 1:
+            raise ValueError(f"patch_size must be >= 1, got {c.patch_size}")
+        if c.skip_wiring not in SKIP_WIRINGS:
+            raise ValueError(f"skip_wiring must be one of {SKIP_WIRINGS}, got {c.skip_wiring!r}")
+        if c.cmfm_gate not in CMFM_GATES:
+            raise ValueError(f"cmfm_gate must be one of {CMFM_GATES}, got {c.cmfm_gate!r}")
+        if c.d_state < 1 or (c.dvss_d_state is not None and c.dvss_d_state < 1):
+            raise ValueError(f"d_state / dvss_d_state must be >= 1, got {c.d_state} / {c.dvss_d_state}")
+        if c.input_residual not in INPUT_RESIDUALS:
+            raise ValueError(f"input_residual must be one of {INPUT_RESIDUALS}, got {c.input_residual!r}")
+        if c.input_residual != "none" and c.in_channels != c.out_channels:
+            raise ValueError(f"input_residual={c.input_residual!r} adds the inputs to the output: needs "
+                             f"in_channels == out_channels, got {c.in_channels} and {c.out_channels}")
+        self.in_channels, self.out_channels = c.in_channels, c.out_channels
+        self.patch_size = c.patch_size
         self.levels = L = len(depths)
-        self.dims = dims = [embed_dim * 2 ** i for i in range(L)]
-        self.input_residual = input_residual
-        self.skip_wiring = skip_wiring
-        self.dvss_d_state = d_state if dvss_d_state is None else dvss_d_state
-        block = dict(d_state=self.dvss_d_state, expand=expand, mlp_ratio=mlp_ratio, use_ldc=use_ldc,
-                     use_eca=use_eca, eca_kernel_size=eca_kernel_size, scan_backend=scan_backend)
+        self.dims = dims = [c.embed_dim * 2 ** i for i in range(L)]
+        self.input_residual = c.input_residual
+        self.skip_wiring = c.skip_wiring
+        self.dvss_d_state = c.d_state if c.dvss_d_state is None else c.dvss_d_state
+        block = dict(d_state=self.dvss_d_state, expand=c.expand, mlp_ratio=c.mlp_ratio, use_ldc=c.use_ldc,
+                     use_eca=c.use_eca, eca_kernel_size=c.eca_kernel_size, scan_backend=c.scan_backend)
 
-        self.patch_embed_ir = PatchEmbed(in_channels, dims[0], patch_size)
-        self.patch_embed_vis = PatchEmbed(in_channels, dims[0], patch_size)
-        dpr = _linspace(drop_path_rate, sum(depths))                                 # stochastic depth, encoder
-        dpr_dec = _linspace(drop_path_rate, sum(decoder_depths))[::-1]
+        self.patch_embed_ir = PatchEmbed(c.in_channels, dims[0], c.patch_size)
+        self.patch_embed_vis = PatchEmbed(c.in_channels, dims[0], c.patch_size)
+        dpr = drop_path_schedule(c.drop_path_rate, sum(depths))                         # stochastic depth, encoder
+        dpr_dec = drop_path_schedule(c.drop_path_rate, sum(decoder_depths))[::-1]
         self.encoder = nn.ModuleList()   # shared by both modalities
         self.merges = nn.ModuleList()
         for i, depth in enumerate(depths):
@@ -403,9 +382,9 @@ class FusionMamba(nn.Module):
                                                 for j in range(depth)]))
             if i < L - 1:
                 self.merges.append(PatchMerging(dims[i], dims[i + 1]))
-        self.fusion = nn.ModuleList([DFFM(d, d_state=d_state, expand=expand, use_dfem=use_dfem, use_cmfm=use_cmfm,
-                                          eca_kernel_size=eca_kernel_size, cmfm_gate=cmfm_gate,
-                                          scan_backend=scan_backend)
+        self.fusion = nn.ModuleList([DFFM(d, d_state=c.d_state, expand=c.expand, use_dfem=c.use_dfem,
+                                          use_cmfm=c.use_cmfm, eca_kernel_size=c.eca_kernel_size, cmfm_gate=c.cmfm_gate,
+                                          scan_backend=c.scan_backend)
                                      for d in dims])
         self.decoder = nn.ModuleList()   # deepest level first
         self.expands = nn.ModuleList()
@@ -416,22 +395,10 @@ class FusionMamba(nn.Module):
                 self.expands.append(PatchExpand(dims[level + 1], dims[level], scale=2))
             self.decoder.append(nn.Sequential(*[DVSSBlock(dims[level], drop_path=dpr_dec[start + k], **block)
                                                 for k in range(depth)]))
-        head = max(1, dims[0] // patch_size)   # official: C / 4 channels after the final x4 expand (96 -> 24)
-        self.final_expand = PatchExpand(dims[0], head, scale=patch_size)
-        self.final_conv = nn.Conv2d(head, out_channels, 1)
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        """The official init: Linear weights truncated normal (std 0.02), biases 0; LayerNorm 1 / 0.
-        (SS2D's directly held tensors and the convolutions keep their own initialisation.)"""
-        if isinstance(m, nn.Linear) and not m.weight.is_meta:
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm) and not m.weight.is_meta:
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        head = max(1, dims[0] // c.patch_size)   # official: C / 4 channels after the final x4 expand (96 -> 24)
+        self.final_expand = PatchExpand(dims[0], head, scale=c.patch_size)
+        self.final_conv = nn.Conv2d(head, c.out_channels, 1)
+        self.apply(init_linear_and_layernorm)  # the official init
 
     @property
     def size_multiple(self) -> int:

@@ -34,23 +34,24 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from ..layers.channel_attention import CAB, CAB_KINDS, ChannelAttention
-from ..layers.drop_path import DropPath
+from ..layers.drop_path import DropPath, drop_path_schedule
+from ..layers.init import init_linear_and_layernorm
 from ..layers.mlp import ChannelMlp
 from ..layers.upsample import NearestConvUpsample, PixelShuffleDirect, PixelShuffleUpsample, upsample_steps
 from ..ssm.ss2d import SS2D
-from .registry import register_arch, register_preset
+from .div2k import DIV2K_RGB_MEAN
+from .registry import config_with, register_arch, register_preset
 
 __all__ = ["MambaIR", "MambaIRConfig", "RSSB", "RSSG", "BLOCK_KINDS", "MAMBAIR_UPSAMPLERS", "DIV2K_RGB_MEAN"]
 
 BLOCK_KINDS = ("conv_ca", "no_conv", "no_conv_ca", "mlp")
 MAMBAIR_UPSAMPLERS = ("pixelshuffle", "pixelshuffledirect", "nearest+conv", "none", "auto")
-DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 
 
 @dataclass
@@ -160,81 +161,66 @@ class MambaIR(nn.Module):
     """MambaIR. x: (Bt, C_in, H, W) in [0, 1] -> (Bt, C_in, s*H, s*W); see the module docstring and
     :class:`MambaIRConfig` for the arguments."""
 
-    def __init__(self, in_channels: int = 3, embed_dim: int = 180, depths: Tuple[int, ...] = (6, 6, 6, 6, 6, 6),
-                 d_state: int = 16, expand: float = 2.0, scan_order: str = "4d", block_kind: str = "conv_ca",
-                 cab_kind: str = "classic", cab_compress: int = 3, ca_squeeze: int = 30,
-                 mlp_hidden_ratio: float = 2.0, upscale: int = 2, upsampler: str = "pixelshuffle", num_feat: int = 64,
-                 img_range: float = 1.0, rgb_mean: Tuple[float, ...] = DIV2K_RGB_MEAN, drop_rate: float = 0.0,
-                 drop_path_rate: float = 0.1, dt_rank: Optional[int] = None, scan_backend: str = "auto") -> None:
+    def __init__(self, config: Optional[MambaIRConfig] = None, **overrides: Any) -> None:
         super().__init__()
+        c = config_with(config or MambaIRConfig(), overrides, "mambair")
+        upsampler = c.upsampler
         if upsampler not in MAMBAIR_UPSAMPLERS:
             raise ValueError(f"unknown upsampler {upsampler!r}; known: {MAMBAIR_UPSAMPLERS}")
         if upsampler == "auto":
-            upsampler = "pixelshuffledirect" if upscale > 1 else "none"
-        if cab_kind not in CAB_KINDS:
-            raise ValueError(f"unknown cab_kind {cab_kind!r}; known: {CAB_KINDS}")
-        if upsampler == "none" and upscale != 1:
-            raise ValueError(f"upsampler='none' (restoration) needs upscale=1, got {upscale}")
-        if upsampler != "none" and upscale < 2:
-            raise ValueError(f"upsampler={upsampler!r} needs upscale >= 2, got {upscale}; use upsampler='none'")
+            upsampler = "pixelshuffledirect" if c.upscale > 1 else "none"
+        if c.cab_kind not in CAB_KINDS:
+            raise ValueError(f"unknown cab_kind {c.cab_kind!r}; known: {CAB_KINDS}")
+        if upsampler == "none" and c.upscale != 1:
+            raise ValueError(f"upsampler='none' (restoration) needs upscale=1, got {c.upscale}")
+        if upsampler != "none" and c.upscale < 2:
+            raise ValueError(f"upsampler={upsampler!r} needs upscale >= 2, got {c.upscale}; use upsampler='none'")
         if upsampler in ("pixelshuffle", "nearest+conv"):
-            upsample_steps(upscale)  # raises for unsupported scales
-        if in_channels < 1 or embed_dim < 1 or not depths or min(depths) < 1:
-            raise ValueError(f"bad sizes: in_channels={in_channels}, embed_dim={embed_dim}, depths={depths}")
-        if in_channels == 3 and len(rgb_mean) != 3:
-            raise ValueError(f"rgb_mean needs 3 values, got {rgb_mean}")
-        self.in_channels = in_channels
-        self.embed_dim = embed_dim
-        self.upscale = upscale
+            upsample_steps(c.upscale)  # raises for unsupported scales
+        if c.in_channels < 1 or c.embed_dim < 1 or not c.depths or min(c.depths) < 1:
+            raise ValueError(f"bad sizes: in_channels={c.in_channels}, embed_dim={c.embed_dim}, depths={c.depths}")
+        if c.in_channels == 3 and len(c.rgb_mean) != 3:
+            raise ValueError(f"rgb_mean needs 3 values, got {c.rgb_mean}")
+        self.in_channels = c.in_channels
+        self.embed_dim = c.embed_dim
+        self.upscale = c.upscale
         self.upsampler = upsampler
-        self.img_range = img_range
-        mean = torch.tensor(rgb_mean if in_channels == 3 else [0.0], dtype=torch.float32).view(1, -1, 1, 1)
+        self.img_range = c.img_range
+        mean = torch.tensor(c.rgb_mean if c.in_channels == 3 else [0.0], dtype=torch.float32).view(1, -1, 1, 1)
         self.register_buffer("mean", mean, persistent=False)
 
-        self.conv_first = nn.Conv2d(in_channels, embed_dim, 3, padding=1)
-        self.patch_embed = _TokenNorm(embed_dim)
-        self.pos_drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
-        n_blocks = sum(depths)
-        dpr = [drop_path_rate * i / (n_blocks - 1) if n_blocks > 1 else 0.0 for i in range(n_blocks)]  # linear decay
+        self.conv_first = nn.Conv2d(c.in_channels, c.embed_dim, 3, padding=1)
+        self.patch_embed = _TokenNorm(c.embed_dim)
+        self.pos_drop = nn.Dropout(c.drop_rate) if c.drop_rate > 0 else nn.Identity()
+        n_blocks = sum(c.depths)
+        dpr = drop_path_schedule(c.drop_path_rate, n_blocks)  # linear decay
         self.layers = nn.ModuleList()
         start = 0
-        for depth in depths:
-            blocks = [RSSB(embed_dim, d_state=d_state, expand=expand, scan_order=scan_order, block_kind=block_kind,
-                           cab_kind=cab_kind, cab_compress=cab_compress, ca_squeeze=ca_squeeze,
-                           mlp_hidden_ratio=mlp_hidden_ratio, drop_path=dpr[start + j], dt_rank=dt_rank,
-                           scan_backend=scan_backend) for j in range(depth)]
+        for depth in c.depths:
+            blocks = [RSSB(c.embed_dim, d_state=c.d_state, expand=c.expand, scan_order=c.scan_order,
+                           block_kind=c.block_kind, cab_kind=c.cab_kind, cab_compress=c.cab_compress,
+                           ca_squeeze=c.ca_squeeze, mlp_hidden_ratio=c.mlp_hidden_ratio, drop_path=dpr[start + j],
+                           dt_rank=c.dt_rank, scan_backend=c.scan_backend) for j in range(depth)]
             start += depth
-            self.layers.append(RSSG(embed_dim, blocks))
-        self.norm = nn.LayerNorm(embed_dim)
-        self.conv_after_body = nn.Conv2d(embed_dim, embed_dim, 3, padding=1)
+            self.layers.append(RSSG(c.embed_dim, blocks))
+        self.norm = nn.LayerNorm(c.embed_dim)
+        self.conv_after_body = nn.Conv2d(c.embed_dim, c.embed_dim, 3, padding=1)
 
         if upsampler == "pixelshuffle":
-            self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, padding=1),
+            self.conv_before_upsample = nn.Sequential(nn.Conv2d(c.embed_dim, c.num_feat, 3, padding=1),
                                                       nn.LeakyReLU(inplace=True))
-            self.upsample: nn.Module = PixelShuffleUpsample(upscale, num_feat)
-            self.conv_last = nn.Conv2d(num_feat, in_channels, 3, padding=1)
+            self.upsample: nn.Module = PixelShuffleUpsample(c.upscale, c.num_feat)
+            self.conv_last = nn.Conv2d(c.num_feat, c.in_channels, 3, padding=1)
         elif upsampler == "nearest+conv":
-            self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, padding=1),
+            self.conv_before_upsample = nn.Sequential(nn.Conv2d(c.embed_dim, c.num_feat, 3, padding=1),
                                                       nn.LeakyReLU(inplace=True))
-            self.upsample = NearestConvUpsample(upscale, num_feat)
-            self.conv_last = nn.Conv2d(num_feat, in_channels, 3, padding=1)
+            self.upsample = NearestConvUpsample(c.upscale, c.num_feat)
+            self.conv_last = nn.Conv2d(c.num_feat, c.in_channels, 3, padding=1)
         elif upsampler == "pixelshuffledirect":
-            self.upsample = PixelShuffleDirect(upscale, embed_dim, in_channels)
+            self.upsample = PixelShuffleDirect(c.upscale, c.embed_dim, c.in_channels)
         else:
-            self.conv_last = nn.Conv2d(embed_dim, in_channels, 3, padding=1)
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        """The official init: Linear weights truncated normal (std 0.02), biases 0; LayerNorm 1 / 0.
-        (SS2D's directly held tensors keep their own initialisation.)"""
-        if isinstance(m, nn.Linear) and not m.weight.is_meta:
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm) and m.weight is not None and not m.weight.is_meta:
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+            self.conv_last = nn.Conv2d(c.embed_dim, c.in_channels, 3, padding=1)
+        self.apply(init_linear_and_layernorm)  # the official init
 
     def forward_features(self, f: Tensor) -> Tensor:
         """The deep features. f: (Bt, C, H, W) -> (Bt, C, H, W) (before conv_after_body)."""

@@ -6,13 +6,18 @@ configs build models by name instead of retyping numbers::
 
     model = build_model("mambair", preset="light_sr_x2", scan_directions=2)
 
-A misspelled override raises (configs are dataclasses and model constructors take no ``**kwargs``).
+A misspelled override raises TypeError. Every model is built from its config object: ``Model(config)`` or
+``Model(**overrides)`` (applied to the config class's defaults), both through :func:`config_with`, so a config's
+fields are written once, in its dataclass. The four architectures name their width ``embed_dim`` and their SR
+factor ``upscale`` (BasicSR / MambaIR's names); a config class's ``RENAMED`` (``{old: new}``) still accepts the
+earlier names (RNAN's ``n_feats`` / ``scale``, CU-Mamba's ``dim``) with a DeprecationWarning.
 """
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Type
+from typing import Any, Callable, Dict, List, Mapping, Optional, Type
 
 from torch import nn
 
@@ -31,7 +36,7 @@ _ARCHS: Dict[str, ArchEntry] = {}
 
 
 def register_arch(name: str, model_cls: Type[nn.Module], config_cls: type, paper: str = "") -> None:
-    """Register an architecture: ``model_cls(**dataclasses.asdict(config_cls(...)))`` must build it."""
+    """Register an architecture: ``model_cls(config_cls(...))`` must build it."""
     if name in _ARCHS:
         raise KeyError(f"architecture {name!r} is already registered")
     if not dataclasses.is_dataclass(config_cls):
@@ -92,17 +97,39 @@ def get_config(arch: str, preset: Optional[str] = None, **overrides: Any) -> Any
         if preset not in entry.presets:
             raise KeyError(f"unknown preset {preset!r} for {arch!r}; known: {', '.join(sorted(entry.presets))}")
         cfg = entry.presets[preset]()
+    return config_with(cfg, overrides, arch)
+
+
+def renamed_fields(config_cls: type) -> Dict[str, str]:
+    """``{earlier name: current name}`` of a config class's renamed fields (empty when none were renamed)."""
+    return dict(getattr(config_cls, "RENAMED", {}))
+
+
+def config_with(cfg: Any, overrides: Mapping[str, Any], owner: str) -> Any:
+    """``cfg`` (a config dataclass) with ``overrides`` applied. Earlier field names (:func:`renamed_fields`) are
+    mapped to the current ones with a DeprecationWarning; an unknown name raises TypeError naming the valid ones
+    (``owner``: the architecture, for the message)."""
+    renamed = renamed_fields(type(cfg))
+    mapped: Dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key in renamed:
+            new = renamed[key]
+            if new in overrides:
+                raise TypeError(f"{owner}: {key!r} and {new!r} name the same option; give {new!r} only")
+            warnings.warn(f"{owner}: option {key!r} is now called {new!r} (one name for width and scale across "
+                          f"the architectures); the old name will go", DeprecationWarning, stacklevel=2)
+            key = new
+        mapped[key] = value
     names = {f.name for f in dataclasses.fields(cfg)}
-    bad = sorted(set(overrides) - names)
+    bad = sorted(set(mapped) - names)
     if bad:
-        raise TypeError(f"{arch}: unknown option(s) {bad}; valid options: {sorted(names)}")
-    return dataclasses.replace(cfg, **overrides)
+        raise TypeError(f"{owner}: unknown option(s) {bad}; valid options: {sorted(names)}")
+    return dataclasses.replace(cfg, **mapped)
 
 
 def build_model(arch: str, preset: Optional[str] = None, **overrides: Any) -> nn.Module:
     """Build ``arch`` from a preset (paper setting or ablation variant) plus keyword overrides."""
-    cfg = get_config(arch, preset, **overrides)
-    return _entry(arch).model_cls(**dataclasses.asdict(cfg))
+    return _entry(arch).model_cls(get_config(arch, preset, **overrides))
 
 
 def model_class(arch: str) -> Type[nn.Module]:

@@ -39,9 +39,8 @@ Differences from the official code:
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Literal, Optional, Tuple
+from typing import Any, ClassVar, Dict, Literal, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -49,10 +48,11 @@ from torch import Tensor, nn
 
 from ..layers.nonlocal_block import NonLocalBlock2D
 from ..layers.resblock import ResBlock
-from .registry import register_arch, register_preset
+from ..layers.upsample import PixelShuffleUpsample
+from .div2k import DIV2K_RGB_MEAN
+from .registry import config_with, register_arch, register_preset
 
 PAPER = "Residual Non-local Attention Networks for Image Restoration (arXiv:1903.10082)"
-DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 
 
 def _conv3x3(c_in: int, c_out: int) -> nn.Conv2d:
@@ -138,31 +138,18 @@ class AttentionGroup(nn.Module):
         return self.conv(self.block(x))
 
 
-class _PixelShuffleUpsampler(nn.Sequential):
-    """EDSR/RCAN/RNAN upsampler: (conv3x3 C -> 4C, PixelShuffle(2)) per factor 2, or conv C -> 9C + shuffle(3)."""
-
-    def __init__(self, scale: int, channels: int) -> None:
-        layers: list = []
-        if scale & (scale - 1) == 0:
-            for _ in range(int(math.log2(scale))):
-                layers += [_conv3x3(channels, 4 * channels), nn.PixelShuffle(2)]
-        elif scale == 3:
-            layers += [_conv3x3(channels, 9 * channels), nn.PixelShuffle(3)]
-        else:
-            raise ValueError(f"RNAN's upsampler supports scale 2^n or 3, got {scale}")
-        super().__init__(*layers)
-
-
 @dataclass
 class RNANConfig:
     """RNAN's constructor arguments. Defaults: the colour-denoising model of the official code."""
 
+    RENAMED: ClassVar[Dict[str, str]] = {"n_feats": "embed_dim", "scale": "upscale"}  # earlier names (deprecated)
+
     in_channels: int = 3
     out_channels: Optional[int] = None       # None: same as in_channels
-    n_feats: int = 64
+    embed_dim: int = 64                      # the features' width (the official n_feats)
     n_local_groups: int = 8                  # official n_resgroups = n_local_groups + 2 (= 10)
-    nonlocal_channels: int = 32              # the non-local block's embedding width C' (n_feats // 2)
-    scale: int = 1                           # 1: restoration (image residual); 2, 3, 4: SR with an upsampler
+    nonlocal_channels: int = 32              # the non-local block's embedding width C' (embed_dim // 2)
+    upscale: int = 1                         # 1: restoration (image residual); 2, 3, 4: SR with an upsampler
     global_residual: Literal["image", "feature"] = "image"  # out = x + tail(body) | tail(head + body)
     rgb_mean: Optional[Tuple[float, ...]] = None  # subtracted before the head, added after the tail (SR)
     img_range: float = 1.0
@@ -171,6 +158,16 @@ class RNANConfig:
     residual_attention: bool = True
     nonlocal_softmax_dim: Literal["key", "query"] = "key"   # "key": paper; "query": official code (dim=1)
 
+    @property
+    def n_feats(self) -> int:
+        """The earlier name of :attr:`embed_dim`."""
+        return self.embed_dim
+
+    @property
+    def scale(self) -> int:
+        """The earlier name of :attr:`upscale`."""
+        return self.upscale
+
 
 class RNAN(nn.Module):
     """Residual non-local attention network.
@@ -178,43 +175,47 @@ class RNAN(nn.Module):
     forward(x): x (Bt, in_channels, H, W), any H, W >= 1 -> (Bt, out_channels, scale*H, scale*W).
     """
 
-    def __init__(self, in_channels: int = 3, out_channels: Optional[int] = None, n_feats: int = 64,
-                 n_local_groups: int = 8, nonlocal_channels: int = 32, scale: int = 1,
-                 global_residual: Literal["image", "feature"] = "image", rgb_mean: Optional[Tuple[float, ...]] = None,
-                 img_range: float = 1.0, use_mask: bool = True, use_nonlocal: bool = True,
-                 residual_attention: bool = True, nonlocal_softmax_dim: Literal["key", "query"] = "key") -> None:
+    def __init__(self, config: Optional[RNANConfig] = None, **overrides: Any) -> None:
         super().__init__()
-        out_channels = in_channels if out_channels is None else out_channels
-        if global_residual not in ("image", "feature"):
-            raise ValueError(f"global_residual must be 'image' or 'feature', got {global_residual!r}")
-        if global_residual == "image" and (scale != 1 or out_channels != in_channels):
-            raise ValueError("global_residual='image' adds the input to the output: it needs scale=1 and "
-                             f"out_channels == in_channels (got scale={scale}, {in_channels} -> {out_channels})")
-        if scale < 1:
-            raise ValueError(f"scale must be >= 1, got {scale}")
-        if rgb_mean is not None and len(rgb_mean) != in_channels:
-            raise ValueError(f"rgb_mean has {len(rgb_mean)} values for {in_channels} input channels")
-        self.in_channels, self.out_channels, self.scale = in_channels, out_channels, scale
-        self.global_residual = global_residual
-        self.img_range = img_range
-        mean = torch.tensor(rgb_mean if rgb_mean is not None else [0.0] * in_channels).view(1, -1, 1, 1)
-        self.register_buffer("mean", mean * img_range, persistent=False)
-        self._shift = rgb_mean is not None
+        c = config_with(config or RNANConfig(), overrides, "rnan")
+        out_channels = c.in_channels if c.out_channels is None else c.out_channels
+        if c.global_residual not in ("image", "feature"):
+            raise ValueError(f"global_residual must be 'image' or 'feature', got {c.global_residual!r}")
+        if c.global_residual == "image" and (c.upscale != 1 or out_channels != c.in_channels):
+            raise ValueError("global_residual='image' adds the input to the output: it needs upscale=1 and "
+                             f"out_channels == in_channels (got upscale={c.upscale}, {c.in_channels} -> "
+                             f"{out_channels})")
+        if c.upscale < 1:
+            raise ValueError(f"upscale must be >= 1, got {c.upscale}")
+        if c.rgb_mean is not None and len(c.rgb_mean) != c.in_channels:
+            raise ValueError(f"rgb_mean has {len(c.rgb_mean)} values for {c.in_channels} input channels")
+        self.in_channels, self.out_channels, self.upscale = c.in_channels, out_channels, c.upscale
+        self.global_residual = c.global_residual
+        self.img_range = c.img_range
+        mean = torch.tensor(c.rgb_mean if c.rgb_mean is not None else [0.0] * c.in_channels).view(1, -1, 1, 1)
+        self.register_buffer("mean", mean * c.img_range, persistent=False)
+        self._shift = c.rgb_mean is not None
 
         def group(nonlocal_: bool) -> AttentionGroup:
-            return AttentionGroup(n_feats, use_mask, nonlocal_ and use_nonlocal, nonlocal_channels,
-                                  residual_attention, nonlocal_softmax_dim)
+            return AttentionGroup(c.embed_dim, c.use_mask, nonlocal_ and c.use_nonlocal, c.nonlocal_channels,
+                                  c.residual_attention, c.nonlocal_softmax_dim)
 
-        self.head = _conv3x3(in_channels, n_feats)
+        self.head = _conv3x3(c.in_channels, c.embed_dim)
         self.group_low = group(True)
-        self.groups = nn.Sequential(*[group(False) for _ in range(n_local_groups)])
-        self.body_conv = _conv3x3(n_feats, n_feats)
+        self.groups = nn.Sequential(*[group(False) for _ in range(c.n_local_groups)])
+        self.body_conv = _conv3x3(c.embed_dim, c.embed_dim)
         self.group_high = group(True)
-        self.upsampler = _PixelShuffleUpsampler(scale, n_feats) if scale > 1 else nn.Identity()
-        self.tail = _conv3x3(n_feats, out_channels)
+        # EDSR/RCAN/RNAN's upsampler: (conv3x3 C -> 4C, PixelShuffle(2)) per factor 2, or conv C -> 9C + shuffle(3)
+        self.upsampler = PixelShuffleUpsample(c.upscale, c.embed_dim) if c.upscale > 1 else nn.Identity()
+        self.tail = _conv3x3(c.embed_dim, out_channels)
+
+    @property
+    def scale(self) -> int:
+        """The earlier name of :attr:`upscale`."""
+        return self.upscale
 
     def forward(self, x: Tensor) -> Tensor:
-        """x: (Bt, in_channels, H, W) -> (Bt, out_channels, scale*H, scale*W)."""
+        """x: (Bt, in_channels, H, W) -> (Bt, out_channels, upscale*H, upscale*W)."""
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"RNAN expects (batch, {self.in_channels}, H, W), got {tuple(x.shape)}")
         inp = x - self.mean if self._shift else x
@@ -255,7 +256,7 @@ def _car() -> RNANConfig:
 
 
 def _sr(scale: int) -> RNANConfig:
-    return RNANConfig(in_channels=3, scale=scale, global_residual="feature", rgb_mean=DIV2K_RGB_MEAN)
+    return RNANConfig(in_channels=3, upscale=scale, global_residual="feature", rgb_mean=DIV2K_RGB_MEAN)
 
 
 @register_preset("rnan", "sr_x2")
@@ -279,4 +280,4 @@ def _sr_x4() -> RNANConfig:
 @register_preset("rnan", "tiny")
 def _tiny() -> RNANConfig:
     """Quick CPU training: 16 feats, 1 local group (+ the 2 non-local ones), colour denoising layout."""
-    return RNANConfig(in_channels=3, n_feats=16, n_local_groups=1, nonlocal_channels=8)
+    return RNANConfig(in_channels=3, embed_dim=16, n_local_groups=1, nonlocal_channels=8)

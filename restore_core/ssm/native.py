@@ -123,6 +123,7 @@ def load():
         return _ext
     if compiler() is None:
         raise RuntimeError("backend 'native' needs a C++ compiler (set $CXX or install g++)")
+    # deferred: torch.utils.cpp_extension costs ~0.4 s to import (python -X importtime), needed only to build
     from torch.utils.cpp_extension import load as cpp_load
 
     build = cache_dir()
@@ -174,13 +175,6 @@ def _to_kernel_layout(M: Tensor, n_pad: int, dtype: torch.dtype) -> Tensor:
     M = M.unsqueeze(1) if M.dim() == 3 else M
     M = M.to(dtype).transpose(2, 3)
     return F.pad(M, (0, n_pad - M.shape[-1])).contiguous()
-
-
-def _from_kernel_layout(g: Tensor, like: Tensor) -> Tensor:
-    """(Bt, G, L, Np) -> like's layout (Bt, N, L) or (Bt, G, N, L)."""
-    n = like.shape[-2]
-    g = g[..., :n].transpose(2, 3)
-    return (g.squeeze(1) if like.dim() == 3 else g).to(like.dtype)
 
 
 class _NativeScan(torch.autograd.Function):

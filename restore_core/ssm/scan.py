@@ -160,7 +160,7 @@ def selective_scan_ref(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor
 
 def _cuda_fn():
     """mamba-ssm's fused kernel, or None when it (or its compiled extension) does not import."""
-    try:
+    try:  # mamba-ssm is optional (the cuda extra) and may be installed without a working extension
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn  # type: ignore
         return selective_scan_fn
     except Exception:  # ImportError, or a missing/ABI-broken selective_scan_cuda extension

@@ -40,6 +40,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from .cross_scan import ChannelScanOrder, cross_merge, cross_scan, get_scan_order
+from .dt_init import inverse_softplus
 from .scan import selective_scan
 
 __all__ = ["SS2D", "default_dt_rank", "inner_channels"]
@@ -121,7 +122,7 @@ class SS2D(nn.Module):
         nn.init.uniform_(self.dt_projs_weight, -bound, bound)
         u = torch.rand(self.dt_projs_bias.shape, dtype=torch.float64)
         dt = torch.exp(u * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=floor)
-        self.dt_projs_bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus: softplus(bias) = dt
+        self.dt_projs_bias.copy_(inverse_softplus(dt))  # softplus(bias) = dt
         A = torch.arange(1, N + 1, dtype=torch.float64).repeat(self.directions * E, 1)
         self.A_logs.copy_(torch.log(A))
         self.Ds.fill_(1.0)

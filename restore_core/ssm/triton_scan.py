@@ -41,7 +41,7 @@ def load():
     """The kernel module (importing triton on first use); raises with an install hint when triton is missing."""
     global _kernels, _import_error
     if _kernels is None:
-        try:
+        try:  # triton is optional (the triton extra): triton_kernels imports it, so only on first use
             from . import triton_kernels
         except ImportError as exc:
             _import_error = str(exc)

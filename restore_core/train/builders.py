@@ -1,40 +1,50 @@
 """Build the network, datasets and metrics a config names, from the other packages' registries.
 
 The network comes from :func:`restore_core.models.build_model` (``network_g.type`` = registered architecture,
-``preset``, other keys = constructor overrides; the top-level ``scale`` fills the arch's ``upscale``/``scale``
-field). Datasets: :mod:`restore_core.train.datasets`; metrics: :mod:`restore_core.train.evaluate`.
+``preset``, other keys = config overrides, earlier field names mapped with a warning; the top-level ``scale``
+fills the arch's ``upscale`` field). Datasets: :mod:`restore_core.train.datasets`; metrics:
+:mod:`restore_core.train.evaluate`.
 """
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Any, Optional
 
 from torch import nn
 
-from ..safe_load import load_untrusted
-from .config import ConfigError, DatasetOptions, TrainConfig
+from .. import models
+from ..checkpoint_reader import read_state_dict
+from ..models.registry import renamed_fields
+from ..models.weights import WeightsMismatchError, compare_state_dict, load_weights
+from .config_errors import ConfigError
+from .config_schema import DatasetOptions, TrainConfig
+from .datasets import build_dataset_from_options
+
+log = logging.getLogger(__name__)
 
 
 def build_network(cfg: TrainConfig) -> nn.Module:
     """``network_g`` -> an ``nn.Module`` (scale injected from the top level)."""
-    from .. import models
-
     net = cfg.network_g
     if not net.type:
         raise ConfigError("network_g.type: missing (one of " + ", ".join(models.list_archs()) + ")")
     if net.type not in models.list_archs():
         raise ConfigError(f"network_g.type: unknown architecture {net.type!r}; known: "
                           f"{', '.join(models.list_archs()) or 'none registered'}")
-    fields = {f.name for f in dataclasses.fields(models.config_class(net.type))}
-    params = dict(net.params)
-    for key in ("upscale", "scale"):
-        if key in fields:
-            params[key] = cfg.scale
-            break
-    else:
-        if cfg.scale != 1:
-            raise ConfigError(f"scale: {cfg.scale}, but {net.type} has no upscale/scale option")
+    config_cls = models.config_class(net.type)
+    params = {}
+    for key, value in net.params.items():  # a config (or a checkpoint's) written with the earlier field names
+        new = renamed_fields(config_cls).get(key)
+        if new is not None:
+            log.warning("network_g.%s: %s's option is now called %s; reading it as such (rename it in the config)",
+                        key, net.type, new)
+        params[new or key] = value
+    if "upscale" in {f.name for f in dataclasses.fields(config_cls)}:
+        params["upscale"] = cfg.scale
+    elif cfg.scale != 1:
+        raise ConfigError(f"scale: {cfg.scale}, but {net.type} has no upscale option")
     try:
         return models.build_model(net.type, preset=net.preset, **params)
     except KeyError as exc:
@@ -44,23 +54,15 @@ def build_network(cfg: TrainConfig) -> nn.Module:
 
 
 def load_pretrained(net: nn.Module, path: str, strict: bool = True, param_key: Optional[str] = None) -> None:
-    """Load weights from our checkpoints (``model``/``ema``) or BasicSR files (``params``/``params_ema``)."""
+    """Load weights from our checkpoints (``ema``/``model``) or BasicSR files (``params_ema``/``params``), read by
+    :func:`restore_core.checkpoint_reader.read_state_dict` (``param_key`` names the entry to take)."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"path.pretrain_network_g: {p} does not exist")
-    state = load_untrusted(p, what="pretrained weights file (path.pretrain_network_g)")
-    if isinstance(state, dict):
-        keys = [param_key] if param_key else ["ema", "model", "params_ema", "params", "state_dict"]
-        for k in keys:
-            if k and isinstance(state.get(k), dict):
-                state = state[k]
-                break
-        else:
-            if param_key:
-                raise ConfigError(f"path.param_key_g: {param_key!r} not in {p} (keys: {sorted(state)})")
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-    from ..models.weights import WeightsMismatchError, compare_state_dict, load_weights
-
+    try:
+        state, _ = read_state_dict(p, param_key=param_key, what="pretrained weights file (path.pretrain_network_g)")
+    except KeyError as exc:
+        raise ConfigError(f"path.param_key_g: {exc.args[0]}") from None
     if strict:
         load_weights(net, state, source=f"path.pretrain_network_g {p}", target="network_g",
                      hint="Set path.strict_load_g: false to load the keys that fit.")
@@ -71,9 +73,7 @@ def load_pretrained(net: nn.Module, path: str, strict: bool = True, param_key: O
                                    f"strict_load_g: false: {mismatch.summary()}")
     net.load_state_dict(state, strict=False)
     if mismatch:
-        import logging
-
-        logging.getLogger(__name__).warning("pretrained %s: %s", p, mismatch.summary())
+        log.warning("pretrained %s: %s", p, mismatch.summary())
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -81,8 +81,6 @@ def load_pretrained(net: nn.Module, path: str, strict: bool = True, param_key: O
 
 def build_dataset(cfg: TrainConfig, phase: str) -> Optional[Any]:
     """``datasets.<phase>`` -> a map-style dataset (None when the config has no such phase)."""
-    from .datasets import build_dataset_from_options
-
     ds: Optional[DatasetOptions] = cfg.datasets.get(phase)
     if ds is None:
         return None

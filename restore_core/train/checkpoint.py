@@ -5,8 +5,9 @@ back with ``torch.load(..., weights_only=True)`` (:func:`restore_core.safe_load.
 run code: ``format`` (:data:`FORMAT`), ``step``, ``model``, ``ema`` (or None), ``optimizer``, ``scheduler``,
 ``scaler`` (fp16 AMP), ``sampler`` (epoch and position in it), ``rng`` / ``rng_per_rank`` (Python's, NumPy's and
 torch's generator states, encoded as tensors and numbers by :func:`rng_state`), ``history``, ``val_history``,
-``config`` (the resolved config as YAML text) and ``config_hash``. :func:`load_checkpoint` returns the config
-parsed back into a dict. It is written to a temporary file in the same folder and moved into place with
+``config`` (the resolved config as YAML text) and ``config_hash``. :func:`load_checkpoint`
+(:func:`restore_core.checkpoint_reader.read_training_checkpoint`, the one reader) returns the config parsed back
+into a dict. It is written to a temporary file in the same folder and moved into place with
 ``os.replace``, so a crash never leaves a truncated file.
 
 Checkpoints of the earlier format (no ``format`` entry; NumPy RNG state pickled as NumPy objects) are refused with
@@ -24,10 +25,12 @@ import numpy as np
 import torch
 import yaml
 
-from ..safe_load import load_legacy, load_untrusted
+from ..checkpoint_reader import FORMAT
+from ..checkpoint_reader import read_training_checkpoint as load_checkpoint  # noqa: F401 -- this module's API
+from ..checkpoint_reader import training_weights as model_weights  # noqa: F401 -- this module's API
+from ..safe_load import load_legacy
 
 CKPT_PATTERN = re.compile(r"^step_(\d+)\.pt$")
-FORMAT = "restore_core.checkpoint/2"
 
 
 def rng_state() -> Dict[str, Any]:
@@ -120,24 +123,6 @@ def prune_checkpoints(folder: Union[str, Path], keep: int) -> None:
         p.unlink(missing_ok=True)
 
 
-def load_checkpoint(path: Union[str, Path], map_location: Any = "cpu") -> Dict[str, Any]:
-    """Read a checkpoint written by the trainer (``weights_only``: plain data only; ``config`` returned as a dict).
-
-    A file that asks to import anything beyond tensors and plain data raises
-    :class:`restore_core.safe_load.UnsafeFileError` (one line; for the earlier restore_core format it names
-    ``restore-core convert``); a file that is not a checkpoint raises ValueError.
-    """
-    state = load_untrusted(path, what="checkpoint", map_location=map_location)
-    if not isinstance(state, dict) or "model" not in state:
-        raise ValueError(f"{path} is not a restore_core training checkpoint (no 'model' entry)")
-    if state.get("format") != FORMAT:
-        raise ValueError(f"{path} is a restore_core checkpoint of an earlier format ({state.get('format')!r}, "
-                         f"expected {FORMAT!r}); convert it with `restore-core convert {path}`")
-    if isinstance(state.get("config"), str):
-        state["config"] = yaml.safe_load(state["config"])
-    return state
-
-
 def convert_legacy_checkpoint(src: Union[str, Path], dst: Union[str, Path]) -> Path:
     """Rewrite a checkpoint of the earlier format (pickled NumPy RNG states) in :data:`FORMAT`, atomically.
 
@@ -161,10 +146,3 @@ def convert_legacy_checkpoint(src: Union[str, Path], dst: Union[str, Path]) -> P
                                for r in out["rng_per_rank"]]
     out["format"] = FORMAT
     return atomic_torch_save(out, dst)
-
-
-def model_weights(state: Dict[str, Any], prefer_ema: bool = True) -> Dict[str, torch.Tensor]:
-    """The weights to evaluate from a checkpoint: the EMA copy when present (and preferred), else the model's."""
-    if prefer_ema and state.get("ema") is not None:
-        return state["ema"]
-    return state["model"]

@@ -15,8 +15,10 @@ from typing import Any, Callable, Dict, Optional
 
 from torch.utils.data import Dataset
 
+from ..data import DegradedDataset, PairedFolderDataset, SyntheticFusionDataset, convert_channels
 from ..registry import Registry
-from .config import ConfigError, DatasetOptions, TrainConfig
+from .config_errors import ConfigError
+from .config_schema import DatasetOptions, TrainConfig
 
 DATASET_TYPES = Registry("dataset type")
 _PATH_KEYS = ("images", "hq_dir", "lq_dir", "ir_dir", "vis_dir")
@@ -32,8 +34,6 @@ class InfraredVisibleFolders(Dataset):
 
     def __init__(self, ir_dir: str, vis_dir: str, patch_size: Optional[int] = None, augment: bool = False,
                  seed: int = 0) -> None:
-        from ..data import PairedFolderDataset
-
         self.pairs = PairedFolderDataset(hq_dir=vis_dir, lq_dir=ir_dir, scale=1, patch_size=patch_size,
                                          augment=augment, seed=seed)
 
@@ -44,8 +44,6 @@ class InfraredVisibleFolders(Dataset):
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
-        from ..data import convert_channels
-
         item = self.pairs[index]
         ir = item["lq"]
         return {"ir": convert_channels(ir, 1) if ir.shape[0] == 3 else ir, "vis": item["hq"], "name": item["name"]}
@@ -54,8 +52,6 @@ class InfraredVisibleFolders(Dataset):
 def _register_defaults() -> None:
     if len(DATASET_TYPES):
         return
-    from ..data import DegradedDataset, PairedFolderDataset, SyntheticFusionDataset
-
     DATASET_TYPES.register("DegradedDataset", DegradedDataset)
     DATASET_TYPES.register("PairedFolderDataset", PairedFolderDataset)
     DATASET_TYPES.register("PairedImageDataset", PairedFolderDataset)  # BasicSR's name

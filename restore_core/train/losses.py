@@ -24,7 +24,8 @@ Explained in the book chapter on training ("Losses and schedules").
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence
+import inspect
+from typing import Any, Dict
 
 import torch
 import torch.nn.functional as F
@@ -259,8 +260,6 @@ def build_loss(opt: Dict[str, Any], where: str = "loss") -> nn.Module:
 
     Unknown keys raise naming ``where`` (the config path), e.g. ``train.pixel_opt.epss``.
     """
-    import inspect
-
     opt = dict(opt)
     if "type" not in opt:
         raise ValueError(f"{where}: missing 'type' (one of {', '.join(LOSSES.names())})")
@@ -293,7 +292,3 @@ class CombinedLoss(nn.Module):
         parts = {name: loss(pred, target) for name, loss in self.losses.items()}
         total = sum(parts.values())  # type: ignore[arg-type]
         return total, parts  # type: ignore[return-value]
-
-
-def loss_names() -> Sequence[str]:
-    return LOSSES.names()

@@ -32,14 +32,21 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from torch.utils.tensorboard import SummaryWriter
+from tqdm.auto import tqdm
+
 from ..models.weights import load_weights
 from . import checkpoint as ckpt_io
-from .config import TrainConfig, dump_config, load_config
+from .builders import build_network, build_train_dataset, build_val_dataset, load_pretrained
+from .config_files import dump_config, load_config
+from .config_schema import TrainConfig
 from .distributed import (DistContext, all_finite, all_gather_objects, barrier, broadcast_object,
                           check_same_config, init_distributed, mean_over_ranks, shutdown)
-from .losses import CombinedLoss, build_loss
+from .evaluate import evaluate
 from .optim import ModelEMA, build_optimizer, build_scheduler, cast_params_keep_fp32
 from .sampler import ResumableSampler, SeededSampleDataset
+from .task import fusion_pair, luma, restoration_pair  # noqa: F401 -- their earlier home; restore_core.train.task
+from .val_metrics import build_metrics
 
 log = logging.getLogger(__name__)
 
@@ -97,46 +104,6 @@ def _to_device(x: Any, device: torch.device) -> Any:
     return x
 
 
-def restoration_pair(batch: Any) -> Tuple[Tensor, Tensor]:
-    """(lq, target) from a batch: a dict with "lq" and "hq" (restore_core.data's key) or "gt" (BasicSR's), or
-    an (lq, target) pair. Shapes (Bt, C, H, W)."""
-    if isinstance(batch, Mapping):
-        target = batch.get("hq", batch.get("gt"))
-        if "lq" not in batch or target is None:
-            raise ValueError(f"a restoration batch needs 'lq' and 'hq' (or 'gt') entries, got {sorted(batch)}")
-        return batch["lq"], target
-    if isinstance(batch, (list, tuple)) and len(batch) >= 2:
-        return batch[0], batch[1]
-    raise ValueError(f"a restoration batch must be a dict with lq/hq or an (lq, hq) pair, got {type(batch)}")
-
-
-# (infrared key, visible key); restore_core.data's fusion pairs call them "a" (infrared) and "b" (visible)
-_FUSION_KEYS = (("ir", "vis"), ("infrared", "visible"), ("a", "b"))
-
-
-def fusion_pair(batch: Any) -> Tuple[Tensor, Tensor]:
-    """(ir, vis) from a batch: a dict with "ir"/"vis", "infrared"/"visible" or "a"/"b" (a = infrared, as
-    :class:`restore_core.data.SyntheticFusionDataset`), or an (ir, vis) pair.
-    ir: (Bt, 1, H, W); vis: (Bt, 1 or 3, H, W)."""
-    if isinstance(batch, Mapping):
-        for k_ir, k_vis in _FUSION_KEYS:
-            if k_ir in batch and k_vis in batch:
-                return batch[k_ir], batch[k_vis]
-        raise ValueError(f"a fusion batch needs 'ir' and 'vis' (or 'a' and 'b') entries, got {sorted(batch)}")
-    if isinstance(batch, (list, tuple)) and len(batch) >= 2:
-        return batch[0], batch[1]
-    raise ValueError(f"a fusion batch must be a dict with ir/vis or an (ir, vis) pair, got {type(batch)}")
-
-
-def luma(x: Tensor) -> Tensor:
-    """Full-range BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` of (Bt, 3, H, W) -> (Bt, 1, H, W); one channel
-    passes through. The fusion papers (SeAFusion's ``RGB2YCrCb``, which FusionMamba uses) fuse this Y; it is
-    :func:`restore_core.data.io.convert_channels`'s gray conversion."""
-    from ..data.io import convert_channels
-
-    return convert_channels(x, 1)
-
-
 # --------------------------------------------------------------------------------------------------------------
 
 class Trainer:
@@ -170,8 +137,6 @@ class Trainer:
         self.progress = cfg.logger.progress_bar if progress is None else progress
 
         # network (seeded identically on every rank; DDP broadcasts rank 0's weights anyway)
-        from .builders import build_network, build_train_dataset, build_val_dataset, load_pretrained
-
         net = model if model is not None else build_network(cfg)
         if cfg.path.pretrain_network_g:
             load_pretrained(net, cfg.path.pretrain_network_g, strict=cfg.path.strict_load_g,
@@ -196,23 +161,13 @@ class Trainer:
         self.optimizer = build_optimizer(self.net.parameters(), t.optim_g)
         self.scheduler = build_scheduler(self.optimizer, t.scheduler, t.total_iter, t.warmup_iter)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16)
-        if cfg.task == "fusion":
-            self.fusion_loss = build_loss(t.fusion_opt or {}, where="train.fusion_opt")
-            self.loss_fn: Optional[CombinedLoss] = None
-        else:
-            parts = {}
-            if t.pixel_opt is not None:
-                parts["pixel"] = build_loss(t.pixel_opt, where="train.pixel_opt")
-            if t.fft_opt is not None:
-                parts["fft"] = build_loss(t.fft_opt, where="train.fft_opt")
-            self.loss_fn = CombinedLoss(parts).to(self.device)
+        self.task = cfg.task
+        self.loss_fn = self.task.build_loss(t).to(self.device)
 
         # data
         train_set = train_set if train_set is not None else build_train_dataset(cfg)
         self.val_set = val_set if val_set is not None else build_val_dataset(cfg)
         if self.dist.is_main and self.val_set is not None and cfg.val.metrics and cfg.val.val_freq > 0:
-            from .evaluate import build_metrics
-
             build_metrics(cfg.val.metrics)  # a misspelled metric fails now, not at the first validation
         ds_opt = cfg.datasets.get("train")
         self.batch_size = ds_opt.batch_size_per_gpu if ds_opt else 1
@@ -307,19 +262,8 @@ class Trainer:
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     def _loss(self, batch: Any) -> Tuple[Tensor, Dict[str, Tensor]]:
-        batch = _to_device(batch, self.device)
-        if self.cfg.task == "fusion":
-            ir, vis = fusion_pair(batch)
-            vis_y = luma(vis)
-            with self._autocast():
-                fused = self.model(ir, vis_y)  # the fusion models' signature: model(ir, vis_y)
-            loss = self.fusion_loss(fused.float(), vis_y.float(), ir.float())
-            return loss, {}
-        lq, gt = restoration_pair(batch)
-        with self._autocast():
-            out = self.model(lq)
-        assert self.loss_fn is not None
-        return self.loss_fn(out.float(), gt.float())
+        """(loss, {part: value}) of one micro-batch, as the config's task defines them."""
+        return self.task.training_loss(self.model, self.loss_fn, _to_device(batch, self.device), self._autocast)
 
     def train_step(self, batches: Iterator[Any]) -> Dict[str, float]:
         """One optimizer step over ``accumulate_grad_batches`` micro-batches; returns the logged values."""
@@ -369,11 +313,9 @@ class Trainer:
         """Rank 0 evaluates the validation set; the others wait. Returns the mean metrics (rank 0)."""
         means: Dict[str, float] = {}
         if self.dist.is_main and self.val_set is not None and self.cfg.val.metrics:
-            from .evaluate import evaluate
-
             rng = ckpt_io.rng_state()  # validation must not shift the training run's random streams
             res = evaluate(self.eval_model(), self.val_set, self.cfg.val.metrics, scale=self.cfg.scale,
-                           task=self.cfg.task, device=self.device, tile=self.cfg.val.tile,
+                           task=self.task, device=self.device, tile=self.cfg.val.tile,
                            tile_overlap=self.cfg.val.tile_overlap, self_ensemble=self.cfg.val.self_ensemble,
                            max_images=self.cfg.val.max_images, progress=False)
             ckpt_io.set_rng_state(rng)
@@ -387,8 +329,6 @@ class Trainer:
 
     def _open_writer(self) -> None:
         if self.dist.is_main and self.exp_dir is not None and self.cfg.logger.use_tb_logger:
-            from torch.utils.tensorboard import SummaryWriter
-
             self._writer = SummaryWriter(str(self.exp_dir / "tb"))
 
     def fit(self, max_steps: Optional[int] = None) -> TrainResult:
@@ -402,8 +342,6 @@ class Trainer:
         end_step = t.total_iter if max_steps is None else min(t.total_iter, self.step + max_steps)
         bar = None
         if self.dist.is_main and self.progress:
-            from tqdm.auto import tqdm
-
             bar = tqdm(total=t.total_iter, initial=self.step, desc=cfg.name, unit="step", dynamic_ncols=True)
         batches = self._batches()
         final_metrics: Dict[str, float] = self.val_history[-1] if self.val_history else {}
