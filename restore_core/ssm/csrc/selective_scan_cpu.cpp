@@ -814,10 +814,13 @@ std::vector<at::Tensor> cross_scan_bwd(at::Tensor x, at::Tensor dts, at::Tensor 
   return {du, ddelta, dBC, dA, dD, dbias};
 }
 
-// Vectorised exp over a contiguous tensor (the benchmark's exp-throughput probe); returns exp(x).
-at::Tensor vector_exp(at::Tensor x) {
+// Vectorised exp over a contiguous tensor (the benchmarks' exp-throughput probe); returns exp(x) (written into out
+// when given: a preallocated output keeps page faults out of the timing).
+at::Tensor vector_exp(at::Tensor x, c10::optional<at::Tensor> out) {
   TORCH_CHECK(x.is_contiguous() && x.scalar_type() == at::kFloat, "vector_exp: contiguous float32");
-  auto y = at::empty_like(x);
+  auto y = out.has_value() && out->defined() ? *out : at::empty_like(x);
+  TORCH_CHECK(y.sizes() == x.sizes() && y.is_contiguous() && y.scalar_type() == at::kFloat,
+              "vector_exp: out must be contiguous float32 of x's shape");
   const float* xp = x.data_ptr<float>();
   float* yp = y.data_ptr<float>();
   using V = Vec<float>::V;
@@ -859,7 +862,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("scan_bwd", &scan_bwd, "selective scan backward (CPU)");
   m.def("cross_scan_fwd", &cross_scan_fwd, "fused K-direction 2-D cross-scan forward (CPU)");
   m.def("cross_scan_bwd", &cross_scan_bwd, "fused K-direction 2-D cross-scan backward (CPU)");
-  m.def("vector_exp", &vector_exp, "vectorised polynomial exp (float32)");
+  m.def("vector_exp", &vector_exp, "vectorised polynomial exp (float32), into out when given",
+        py::arg("x"), py::arg("out") = py::none());
   m.def("exp_throughput", &exp_throughput, "exps evaluated by a register-resident exp loop (timing probe)");
   m.def("vector_lanes", &vector_lanes, "SIMD lanes per state vector");
 }
