@@ -507,10 +507,7 @@ def run_model_benchmark(model: str = "mambair-light-x2", size: int = 128, thread
     (median of ``repeats``), the reference of :func:`_reference_forward` (median of ``reference_repeats``; skipped
     with ``reference=False``), and the floor = MACs / GEMM rate + exps / vector-exp rate, both rates measured in
     this run (:func:`measure_gemm_rate`, :func:`measure_vector_exp_rate`: the faster of torch.exp and the native
-    exp over a 64 MB array). Returns a dict (see :func:`format_model_report`)."""
-    from .models.registry import build_model
-    from .provenance import provenance
-
+    exp over a 64 MB array). Returns a dict (see :func:`format_model_report`); torch's thread count is restored."""
     if size < 2 or repeats < 1 or reference_repeats < 1:
         raise ValueError("--size must be >= 2, --repeats and --reference-repeats >= 1")
     if threads is not None and threads < 1:
