@@ -4,6 +4,11 @@ Gu & Dao, "Mamba: Linear-Time Sequence Modeling with Selective State Spaces", ar
 mamba-ssm has only a CUDA kernel and a sequential PyTorch reference; this CPU kernel is ours
 (restore_core/ssm/csrc/selective_scan_cpu.cpp). Explained in "Selective scan and scanning images".
 
+The same extension holds SS2D's fused 2-D cross-scan (:func:`cross_scan_native`): the K = 1, 2 or 4 scan orders
+read from the (Bt, E, H, W) map by index arithmetic, Δ = dt_proj(dt) formed per row inside the kernel, every
+direction added into the output in place (the backward is the adjoint: each direction reads the same output
+gradient). See "Performance" in the README for what it changed.
+
 Building. The extension is compiled with ``torch.utils.cpp_extension.load`` on first use, once per machine,
 into ``$RESTORE_CORE_EXT_DIR`` (default ``~/.cache/restore_core/ext``), in a folder keyed by a hash of
 (source, torch version, compiler flags, the CPU's model name and instruction-set flags). A file lock keeps two

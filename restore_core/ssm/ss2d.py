@@ -23,6 +23,10 @@ Parameters are stored in the official checkpoint layout (``x_proj_weight`` (K, R
 dt bias = inverse softplus of dt ~ log-uniform [dt_min, dt_max] floored at dt_init_floor, dt_proj weight
 uniform(±dt_scale * R^-0.5), x_proj as nn.Linear's default (uniform ±E^-0.5).
 
+On the CPU (native extension built, orders "1d" / "2d" / "4d", float32 or float64) the scan core runs fused
+(:meth:`SS2D.ssm`, ``cross_scan_impl="auto"``): no (Bt, K, E, L) stack, no per-direction delta tensor, no merge
+copies; the materialised path above stays as the reference and the fallback (other orders, backends, devices).
+
 Differences from the official code: the scan order is a named, configurable :mod:`restore_core.ssm.cross_scan`
 order (K follows it; the official hard-codes K=4 with inlined flips); the scan runs through
 :func:`restore_core.ssm.selective_scan` (backend chosen by name; any input dtype, float64 included, instead of a
