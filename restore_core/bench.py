@@ -1,4 +1,5 @@
-"""Benchmarks. ``python -m restore_core.bench scan`` (or ``restore-core bench scan``) times the selective scan.
+"""Benchmarks. ``python -m restore_core.bench scan`` (or ``restore-core bench scan``) times the selective scan;
+``bench model`` times a whole model's forward pass against a reference module and the model's floor.
 
 Gu & Dao, "Mamba: Linear-Time Sequence Modeling with Selective State Spaces", arXiv:2312.00752 (the scan);
 mambapy (alxndrTL/mamba.py) ``pscan`` is timed as the best-known pure-PyTorch parallel scan when importable.
@@ -397,12 +398,230 @@ def run_scan_from_args(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------ bench model
+MODEL_ALIASES: Dict[str, str] = {
+    "mambair-light-x2": "mambair:light_sr_x2",
+    "mambair-light-v2-x2": "mambair:light_sr_v2_x2",
+    "mambair-classic-x2": "mambair:classic_sr_x2",
+    "mambair-tiny-x2": "mambair:tiny_sr_x2",
+}
+
+
+def _model_spec(name: str) -> "tuple[str, str]":
+    spec = MODEL_ALIASES.get(name, name)
+    if ":" not in spec:
+        raise ValueError(f"unknown model {name!r}: give arch:preset or one of {', '.join(MODEL_ALIASES)}")
+    arch, preset = spec.split(":", 1)
+    return arch, preset
+
+
+def measure_gemm_rate(n: int = 1024, repeats: int = 5) -> float:
+    """Multiply-accumulates per second (1e9/s) of a large float32 matrix product (n x n by n x n)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    c = torch.empty(n, n)
+    ms = _median_ms(lambda: torch.mm(a, b, out=c), repeats)
+    return n ** 3 / (ms * 1e-3) / 1e9
+
+
+def measure_vector_exp_rate(numel: int = 1 << 24, repeats: int = 5) -> Dict[str, float]:
+    """exp throughput (1e9/s) over a large float32 array (64 MB by default): ``torch_exp`` (torch.exp) and,
+    when the native extension is built, ``native_vector_exp`` (its vectorised polynomial exp on the same array);
+    ``native_in_registers`` is the register-resident probe (no memory traffic), reported for reference."""
+    x = -10 * torch.rand(numel)
+    y = torch.empty_like(x)
+    out = {"torch_exp": numel / (_median_ms(lambda: torch.exp(x, out=y), repeats) * 1e-3) / 1e9}
+    try:
+        from .ssm import native
+        ext = native.load() if native.is_available() else None
+    except Exception:
+        ext = None
+    if ext is not None:
+        out["native_vector_exp"] = numel / (_median_ms(lambda: ext.vector_exp(x, y), repeats) * 1e-3) / 1e9
+        iters = 1 << 18
+        count = ext.exp_throughput(iters)[0]
+        out["native_in_registers"] = count / (_median_ms(lambda: ext.exp_throughput(iters), repeats) * 1e-3) / 1e9
+    return out
+
+
+def model_costs(model: torch.nn.Module, x: Tensor) -> Dict[str, int]:
+    """MACs and exponentials of one forward pass (restore_core.analysis.complexity.count_flops, on meta tensors).
+
+    ``macs_layers_proj``: Conv / Linear (hooks) + SS2D's x_proj / dt_proj; ``macs_scan``: the scan's own
+    multiply-adds, 4 per (Bt, K*E, L, N) element (Δ·A, Δu·B, Ā·h + ΔuB, C·h accumulated); ``exps``: exp(ΔA), one
+    per element, plus one per softplus (Δ) and per SiLU gate inside the scan.
+    """
+    import copy
+
+    from .analysis.complexity import count_flops
+
+    meta = copy.deepcopy(model).to("meta")
+    rep = count_flops(meta, torch.empty(x.shape, device="meta"))
+    ops = rep.scan_ops
+    elems = ops["exp"]  # one exp per (Bt, E, L, N) element (no gate in SS2D)
+    return {"macs_layers_proj": int(rep.macs), "macs_scan": 4 * int(elems),
+            "exps": int(ops["exp"] + ops["softplus"]), "exps_scan_state": int(elems)}
+
+
+def _reference_forward(model: torch.nn.Module, arch: str) -> "tuple[Callable[[Tensor], Tensor], str]":
+    """The slow baseline ``bench model`` compares against, and what it is.
+
+    1. The official MambaIR module when importable (``basicsr.archs.mambair_arch``, csguoh/MambaIR): not used
+       here because it needs mamba-ssm's CUDA extension; 2. the official-layout functional port the test suite uses
+       as its oracle (tests/official_oracles.py, written from the official code: materialised four-direction stack
+       with flips and transposes, per-direction einsums, the "ref" sequential scan) on ``to_official(model)``;
+       3. otherwise our model with the materialised cross-scan and ``scan_backend="ref"``.
+    """
+    if arch == "mambair":
+        tests_dir = Path(__file__).resolve().parent.parent / "tests"
+        if (tests_dir / "official_oracles.py").is_file():
+            sys.path.insert(0, str(tests_dir))
+            try:
+                from official_oracles import mambair_official_forward  # type: ignore
+            except Exception:
+                mambair_official_forward = None
+            finally:
+                sys.path.remove(str(tests_dir))
+            if mambair_official_forward is not None:
+                from .models.official import to_official
+                sd = to_official(model)
+                scale = getattr(model, "upscale", 1)
+                return (lambda x: mambair_official_forward(sd, x, scale=scale),
+                        "official-layout MambaIR port (tests/official_oracles.py: materialised 4-direction stack, "
+                        "per-direction einsums) with the reference scan 'ref'")
+    import copy
+
+    ref = copy.deepcopy(model)
+    for m in ref.modules():
+        if hasattr(m, "cross_scan_impl"):
+            m.cross_scan_impl = "materialised"
+        if hasattr(m, "scan_backend"):
+            m.scan_backend = "ref"
+    return ref, "our model with the materialised cross-scan and scan_backend='ref'"
+
+
+def run_model_benchmark(model: str = "mambair-light-x2", size: int = 128, threads: Optional[int] = 2,
+                        repeats: int = 5, reference: bool = True, reference_repeats: int = 1,
+                        seed: int = 0) -> Dict[str, object]:
+    """Time one forward pass of ``model`` (eval, no grad) on a (1, C, size, size) input, in ONE process: ours
+    (median of ``repeats``), the reference of :func:`_reference_forward` (median of ``reference_repeats``; skipped
+    with ``reference=False``), and the floor = MACs / GEMM rate + exps / vector-exp rate, both rates measured in
+    this run (:func:`measure_gemm_rate`, :func:`measure_vector_exp_rate`: the faster of torch.exp and the native
+    exp over a 64 MB array). Returns a dict (see :func:`format_model_report`); torch's thread count is restored."""
+    if size < 2 or repeats < 1 or reference_repeats < 1:
+        raise ValueError("--size must be >= 2, --repeats and --reference-repeats >= 1")
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    arch, preset = _model_spec(model)
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _run_model_benchmark(arch, preset, size, repeats, reference, reference_repeats, seed)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_model_benchmark(arch: str, preset: str, size: int, repeats: int, reference: bool, reference_repeats: int,
+                         seed: int) -> Dict[str, object]:
+    from .models.registry import build_model
+    from .provenance import provenance
+
+    torch.manual_seed(seed)
+    net = build_model(arch, preset=preset).eval()
+    x = torch.rand(1, getattr(net, "in_channels", 3), size, size, generator=torch.Generator().manual_seed(seed))
+    costs = model_costs(net, x)
+    gemm = measure_gemm_rate()
+    exp_rates = measure_vector_exp_rate()
+    exp_rate = max(exp_rates.get("native_vector_exp", 0.0), exp_rates["torch_exp"])
+    macs = costs["macs_layers_proj"] + costs["macs_scan"]
+    floor_s = macs / (gemm * 1e9) + costs["exps"] / (exp_rate * 1e9)
+    impls = sorted({m.fused_codes(torch.empty(1, 1, 2, 2)) is not None for m in net.modules()
+                    if hasattr(m, "fused_codes")})
+    with torch.no_grad():
+        y = net(x)
+        ours_ms = _median_ms(lambda: net(x), repeats, warmup=False)
+        ref_ms, ref_desc, diff = None, None, None
+        if reference:
+            ref_fn, ref_desc = _reference_forward(net, arch)
+            t0 = time.perf_counter()
+            y_ref = ref_fn(x)
+            first = (time.perf_counter() - t0) * 1e3
+            ref_ms = first if reference_repeats == 1 else _median_ms(lambda: ref_fn(x), reference_repeats - 1,
+                                                                      warmup=False)
+            diff = float((y - y_ref).abs().max() / y_ref.abs().max().clamp_min(1e-30))
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = None
+    ours_s = ours_ms / 1e3
+    return {
+        "benchmark": "model_forward_cpu",
+        "provenance": provenance(torch.device("cpu"), threads=torch.get_num_threads(), load_average_1min=load),
+        "model": f"{arch}:{preset}", "input": list(x.shape), "repeats": repeats,
+        "params": sum(p.numel() for p in net.parameters()),
+        "cross_scan": "fused native" if impls == [True] else ("materialised" if impls == [False] else "mixed"),
+        "ours_s": ours_s,
+        "reference": ref_desc, "reference_s": None if ref_ms is None else ref_ms / 1e3,
+        "speedup_vs_reference": None if ref_ms is None else ref_ms / ours_ms,
+        "max_rel_diff_vs_reference": diff,
+        "macs_layers_proj": costs["macs_layers_proj"], "macs_scan": costs["macs_scan"], "macs": macs,
+        "exps": costs["exps"],
+        "gemm_rate_1e9_mac_per_s": gemm, "exp_rate_1e9_per_s": exp_rates, "exp_rate_used_1e9_per_s": exp_rate,
+        "floor_s": floor_s, "floor_gemm_s": macs / (gemm * 1e9), "floor_exp_s": costs["exps"] / (exp_rate * 1e9),
+        "ours_x_floor": ours_s / floor_s,
+    }
+
+
+def format_model_report(r: Dict[str, object]) -> str:
+    """The model benchmark as a few lines of text."""
+    rates = "  ".join(f"{k}={v:.2f}e9/s" for k, v in r["exp_rate_1e9_per_s"].items())
+    lines = [
+        f"model {r['model']}  input {tuple(r['input'])}  params {r['params']:,}  threads "
+        f"{r['provenance'].get('threads')}  load(1 min) {r['provenance'].get('load_average_1min')}",
+        f"costs: {r['macs'] / 1e9:.2f} G MACs ({r['macs_layers_proj'] / 1e9:.2f} conv/linear/SS2D projections + "
+        f"{r['macs_scan'] / 1e9:.2f} scan), {r['exps'] / 1e9:.2f} G exps",
+        f"rates: GEMM {r['gemm_rate_1e9_mac_per_s']:.1f} GMAC/s; exp {rates} (floor uses "
+        f"{r['exp_rate_used_1e9_per_s']:.2f}e9/s)",
+        f"floor: {r['floor_s']:.3f} s = {r['floor_gemm_s']:.3f} s (MACs) + {r['floor_exp_s']:.3f} s (exps)",
+        f"ours ({r['cross_scan']} cross-scan): {r['ours_s']:.3f} s  = {r['ours_x_floor']:.2f}x the floor",
+    ]
+    if r["reference_s"] is not None:
+        lines.append(f"reference: {r['reference_s']:.2f} s  ({r['reference']})")
+        lines.append(f"ours vs reference: {r['speedup_vs_reference']:.1f}x faster; max relative difference "
+                     f"{r['max_rel_diff_vs_reference']:.1e}")
+    return "\n".join(lines)
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="mambair-light-x2",
+                   help=f"arch:preset or one of {', '.join(MODEL_ALIASES)} (default mambair-light-x2)")
+    p.add_argument("--size", type=int, default=128, help="input height = width (default 128)")
+    p.add_argument("--threads", type=int, default=2, help="torch/OpenMP threads (default 2)")
+    p.add_argument("--repeats", type=int, default=5, help="timed forward passes of ours (median reported)")
+    p.add_argument("--reference-repeats", type=int, default=1, help="timed passes of the reference (default 1)")
+    p.add_argument("--no-reference", action="store_true", help="skip the (slow) reference module")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON here")
+
+
+def run_model_from_args(args: argparse.Namespace) -> Dict[str, object]:
+    report = run_model_benchmark(model=args.model, size=args.size, threads=args.threads, repeats=args.repeats,
+                                 reference=not args.no_reference, reference_repeats=args.reference_repeats)
+    print(format_model_report(report))
+    if args.json:
+        print(f"wrote {write_json(report, args.json)}")
+    return report
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m restore_core.bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
     add_scan_arguments(sub.add_parser("scan", help="selective-scan backends and floors"))
+    add_model_arguments(sub.add_parser("model", help="one model's forward pass against a reference and its floor"))
     args = parser.parse_args(argv)
     try:
+        if args.what == "model":
+            run_model_from_args(args)
+            return 0
         return run_scan_from_args(args)
     except ValueError as exc:
         print(f"restore_core.bench: error: {exc}", file=sys.stderr)

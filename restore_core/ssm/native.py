@@ -4,6 +4,11 @@ Gu & Dao, "Mamba: Linear-Time Sequence Modeling with Selective State Spaces", ar
 mamba-ssm has only a CUDA kernel and a sequential PyTorch reference; this CPU kernel is ours
 (restore_core/ssm/csrc/selective_scan_cpu.cpp). Explained in "Selective scan and scanning images".
 
+The same extension holds SS2D's fused 2-D cross-scan (:func:`cross_scan_native`): the K = 1, 2 or 4 scan orders
+read from the (Bt, E, H, W) map by index arithmetic, Δ = dt_proj(dt) formed per row inside the kernel, every
+direction added into the output in place (the backward is the adjoint: each direction reads the same output
+gradient). See "Performance" in the README for what it changed.
+
 Building. The extension is compiled with ``torch.utils.cpp_extension.load`` on first use, once per machine,
 into ``$RESTORE_CORE_EXT_DIR`` (default ``~/.cache/restore_core/ext``), in a folder keyed by a hash of
 (source, torch version, compiler flags, the CPU's model name and instruction-set flags). A file lock keeps two
@@ -250,3 +255,68 @@ def selective_scan_native(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Ten
 def native_available(u: Tensor) -> bool:
     """'native' can run u: CPU tensors and a built (or buildable) extension."""
     return u.device.type == "cpu" and is_available()
+
+
+# ------------------------------------------------------------------------------------ fused 2-D cross-scan
+def direction_codes(order) -> Optional[List[int]]:
+    """The kernel's direction codes (bit 0: column-major, bit 1: reversed) of a scan order whose K <= 4 paths all
+    cover the whole grid with step 1 ("1d", "2d", "4d"), or None when the fused kernel cannot run it."""
+    paths = getattr(order, "paths", None)
+    if not paths or len(paths) > 4:
+        return None
+    codes = []
+    for r0, c0, step, column_major, backwards in paths:
+        if (r0, c0, step) != (0, 0, 1):
+            return None
+        codes.append(int(bool(column_major)) | (int(bool(backwards)) << 1))
+    return codes
+
+
+def padded_state(n: int, dtype: torch.dtype) -> int:
+    """Np: the state size the kernel works with (N rounded up to whole SIMD vectors) for this dtype."""
+    return _state_vectors(n, dtype == torch.float64)
+
+
+class _NativeCrossScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, dts, Wdt, bias, A, BC, D, codes, H, W):
+        ext = load()
+        n_pad = BC.shape[-1]
+        Ak = F.pad(A, (0, n_pad - A.shape[1])).contiguous()
+        args = (x.contiguous(), dts.contiguous(), Wdt.contiguous(), None if bias is None else bias.contiguous(), Ak,
+                BC.contiguous(), None if D is None else D.contiguous())
+        save = any(ctx.needs_input_grad[:7])
+        out, ckpt = ext.cross_scan_fwd(*args, list(codes), H, W, True, CHECKPOINT_EVERY, save)
+        if save:
+            ctx.save_for_backward(*[t if t is not None else torch.empty(0) for t in args], ckpt)
+            ctx.meta = (list(codes), H, W, bias is not None, D is not None, A.shape[1])
+        return out
+
+    @staticmethod
+    def backward(ctx, gout):
+        ext = load()
+        x, dts, Wdt, bias, Ak, BC, D, ckpt = ctx.saved_tensors
+        codes, H, W, has_bias, has_D, n = ctx.meta
+        du, ddelta, dBC, dA, dD, dbias = ext.cross_scan_bwd(
+            x, dts, Wdt, bias if has_bias else None, Ak, BC, D if has_D else None, codes, H, W, True,
+            CHECKPOINT_EVERY, ckpt, gout.contiguous())
+        dts_g = torch.matmul(Wdt.transpose(1, 2), ddelta)                      # (Bt, K, R, L)
+        dWdt = torch.matmul(ddelta, dts.transpose(2, 3)).sum(0)                # (K, E, R)
+        dt = x.dtype
+        return (du, dts_g, dWdt, dbias.sum(0).to(dt).view_as(bias) if has_bias else None,
+                dA.sum(0)[:, :n].to(dt), dBC.sum(0), dD.sum(0).to(dt) if has_D else None, None, None, None)
+
+
+def cross_scan_native(x: Tensor, dts: Tensor, Wdt: Tensor, bias: Optional[Tensor], A: Tensor, BC: Tensor,
+                      D: Optional[Tensor], codes: List[int], H: int, W: int) -> Tensor:
+    """SS2D's scan core in one kernel: K directions read from the map, delta formed per row, merged in place.
+
+    x: (Bt, E, H*W) the map (u); dts: (Bt, K, R, H*W) the dt_rank part of x_proj in pixel order; Wdt: (K, E, R)
+    (``dt_projs_weight``); bias: (K, E) (``dt_projs_bias``, softplus applied); A: (K*E, N); BC: (Bt, H*W, K, 2, Np)
+    B and C of each direction at each pixel, zero-padded to Np = :func:`padded_state`; D: (K*E,); codes: from
+    :func:`direction_codes`. Returns (Bt, E, H*W): the K directions' outputs summed (each with its D u term).
+    One dtype for all tensors (float32 or float64).
+    """
+    if x.device.type != "cpu":
+        raise RuntimeError(f"the native cross-scan runs on the CPU, got {x.device.type} tensors")
+    return _NativeCrossScan.apply(x, dts, Wdt, bias, A, BC, D, tuple(codes), H, W)

@@ -23,6 +23,10 @@ Parameters are stored in the official checkpoint layout (``x_proj_weight`` (K, R
 dt bias = inverse softplus of dt ~ log-uniform [dt_min, dt_max] floored at dt_init_floor, dt_proj weight
 uniform(±dt_scale * R^-0.5), x_proj as nn.Linear's default (uniform ±E^-0.5).
 
+On the CPU (native extension built, orders "1d" / "2d" / "4d", float32 or float64) the scan core runs fused
+(:meth:`SS2D.ssm`, ``cross_scan_impl="auto"``): no (Bt, K, E, L) stack, no per-direction delta tensor, no merge
+copies; the materialised path above stays as the reference and the fallback (other orders, backends, devices).
+
 Differences from the official code: the scan order is a named, configurable :mod:`restore_core.ssm.cross_scan`
 order (K follows it; the official hard-codes K=4 with inlined flips); the scan runs through
 :func:`restore_core.ssm.selective_scan` (backend chosen by name; any input dtype, float64 included, instead of a
@@ -39,11 +43,14 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from . import native
 from .cross_scan import ChannelScanOrder, cross_merge, cross_scan, get_scan_order
 from .dt_init import inverse_softplus
 from .scan import selective_scan
 
-__all__ = ["SS2D", "default_dt_rank", "inner_channels"]
+__all__ = ["SS2D", "default_dt_rank", "inner_channels", "CROSS_SCAN_IMPLS"]
+
+CROSS_SCAN_IMPLS = ("auto", "fused", "materialised")
 
 
 def default_dt_rank(d_model: int) -> int:
@@ -97,6 +104,7 @@ class SS2D(nn.Module):
         self.directions = K = order.directions
         self.scan_backend = scan_backend
         self.dt_init = (dt_min, dt_max, dt_init_floor, dt_scale)
+        self.cross_scan_impl = "auto"  # "auto" | "fused" | "materialised" (see :meth:`ssm`); not a parameter
 
         self.in_proj = nn.Linear(d_model, 2 * E, bias=bias, **fk)
         self.conv2d = nn.Conv2d(E, E, d_conv, padding=d_conv // 2, groups=E, bias=conv_bias, **fk)
@@ -127,8 +135,70 @@ class SS2D(nn.Module):
         self.A_logs.copy_(torch.log(A))
         self.Ds.fill_(1.0)
 
+    def fused_codes(self, x: Tensor) -> Optional[list]:
+        """The native kernel's direction codes when the fused cross-scan can run ``x`` (see ``cross_scan_impl``),
+        else None. Raises when ``cross_scan_impl == "fused"`` and it cannot."""
+        impl = self.cross_scan_impl
+        if impl not in CROSS_SCAN_IMPLS:
+            raise ValueError(f"cross_scan_impl must be one of {CROSS_SCAN_IMPLS}, got {impl!r}")
+        if impl == "materialised":
+            return None
+        why = None
+        codes = native.direction_codes(get_scan_order(self.scan_order))
+        if codes is None:
+            why = f"scan order {self.scan_order!r} (only whole-grid step-1 orders: 1d, 2d, 4d)"
+        elif self.scan_backend not in ("auto", "native"):
+            why = f"scan_backend={self.scan_backend!r}"
+        elif x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+            why = f"{x.device.type} {x.dtype} input"
+        elif any(p.dtype != x.dtype for p in (self.x_proj_weight, self.dt_projs_weight, self.A_logs)):
+            why = "parameters in another dtype than the input"
+        elif not native.is_available():
+            why = "no native extension"
+        else:
+            try:
+                native.padded_state(self.d_state, x.dtype)
+            except ValueError as exc:
+                why = str(exc)
+        if why is None:
+            return codes
+        if impl == "fused":
+            raise RuntimeError(f"SS2D: the fused cross-scan cannot run here: {why}")
+        return None
+
     def ssm(self, x: Tensor) -> Tensor:
-        """The scan core. x: (Bt, E, H, W) after conv + SiLU -> y: (Bt, E, H, W), K directions merged."""
+        """The scan core. x: (Bt, E, H, W) after conv + SiLU -> y: (Bt, E, H, W), K directions merged.
+
+        Fused (native kernel, chosen automatically on CPU for the 1d/2d/4d orders; ``cross_scan_impl``): x_proj is
+        two GEMMs on the map in pixel order (the dt_rank rows as (Bt, K, R, L); B and C as (Bt, L, K, 2, Np)); the
+        kernel reads each direction's pixels by index arithmetic, forms Δ = dt_proj(dt) per row (R multiply-adds
+        per element), scans and adds every direction into the output in place (backward likewise). Otherwise the
+        reference path below: materialised cross-scan, per-direction einsums, :func:`selective_scan`, merge.
+        Both compute the same function (equal up to float rounding; tests/test_cross_scan_fused.py).
+        """
+        codes = self.fused_codes(x)
+        if codes is not None:
+            return self._ssm_fused(x, codes)
+        return self._ssm_materialised(x)
+
+    def _ssm_fused(self, x: Tensor, codes: list) -> Tensor:
+        Bt, E, H, W = x.shape
+        K, R, N, L = self.directions, self.dt_rank, self.d_state, H * W
+        n_pad = native.padded_state(N, x.dtype)
+        xf = x.reshape(Bt, E, L).contiguous()                                    # u: (Bt, E, L)
+        xcl = x.permute(0, 2, 3, 1).reshape(Bt, L, E)                            # a view when x is channels-last
+        Wx = self.x_proj_weight                                                  # (K, R+2N, E)
+        dts = torch.matmul(Wx[:, :R].reshape(K * R, E), xf).view(Bt, K, R, L)    # (Bt, K, R, L)
+        Wbc = Wx[:, R:].reshape(K, 2, N, E)
+        if n_pad != N:
+            Wbc = F.pad(Wbc, (0, 0, 0, n_pad - N))                               # zero rows: padded states stay 0
+        BC = torch.matmul(xcl, Wbc.reshape(K * 2 * n_pad, E).t()).view(Bt, L, K, 2, n_pad)
+        y = native.cross_scan_native(xf, dts, self.dt_projs_weight, self.dt_projs_bias, -torch.exp(self.A_logs),
+                                     BC, self.Ds, codes, H, W)                   # (Bt, E, L)
+        return y.view(Bt, E, H, W)
+
+    def _ssm_materialised(self, x: Tensor) -> Tensor:
+        """The reference path: materialised cross-scan, per-direction projections, selective_scan, merge."""
         Bt, E, H, W = x.shape
         K, R, N = self.directions, self.dt_rank, self.d_state
         xs = cross_scan(x, self.scan_order)                                    # (Bt, K, E, L)

@@ -468,10 +468,359 @@ std::vector<at::Tensor> scan_bwd(at::Tensor u, at::Tensor delta, at::Tensor A, a
   return {du, ddelta, dA, dBbuf, dCbuf, dD, dbias, dz};
 }
 
-// Vectorised exp over a contiguous tensor (the benchmark's exp-throughput probe); returns exp(x).
-at::Tensor vector_exp(at::Tensor x) {
+// ------------------------------------------------------------------------------- fused 2-D cross-scan
+// SS2D's K (1, 2 or 4) scan orders read straight from the (Bt, E, H, W) map and merged in place. Direction k
+// visits pixel pix_k(t) at step t (row-major or column-major, forwards or backwards: index arithmetic, no
+// flipped or transposed copies); all inputs stay in pixel order:
+//   x    (Bt, E, L)  u, the map (L = H W, row-major pixels)
+//   dts  (Bt, K, R, L)  the dt_rank rows of x_proj; Wdt (K, E, R), bias (K, E): delta = Wdt dts + bias is
+//        formed per row inside the kernel (R multiply-adds per element: no (Bt, K, E, L) delta tensor)
+//   A    (K E, Np);  BC (Bt, L, K, 2, Np): B and C of every direction at each pixel;  Dskip (K E)
+//   out  (Bt, E, L) = sum_k y_k: one thread owns a channel for all K directions, so it accumulates in place.
+// The backward is the adjoint: every direction reads the same output gradient at pix_k(t) and adds into du.
+template <typename S> struct XProb {
+  int64_t nb, E, H, W, L, K, R, Np, T, nck;
+  bool softplus;
+  const S *x, *dts, *Wdt, *bias, *A, *BC, *Dskip;
+  int col[4], rev[4];
+};
+
+// Walks the pixels of one direction: (i, j) = (row, column); column-major runs down a column first.
+struct PathIter {
+  int64_t H, W, L, i = 0, j = 0;
+  bool col, rev;
+  PathIter(int64_t H_, int64_t W_, bool col_, bool rev_) : H(H_), W(W_), L(H_ * W_), col(col_), rev(rev_) {}
+  void seek(int64_t t) {
+    const int64_t l = rev ? L - 1 - t : t;
+    if (col) { i = l % H; j = l / H; } else { i = l / W; j = l % W; }
+  }
+  int64_t pix() const { return i * W + j; }
+  void next() {
+    if (!col) {
+      if (!rev) { if (++j == W) { j = 0; ++i; } } else { if (--j < 0) { j = W - 1; --i; } }
+    } else {
+      if (!rev) { if (++i == H) { i = 0; ++j; } } else { if (--i < 0) { i = H - 1; --j; } }
+    }
+  }
+  void fill(int64_t t0, int64_t n, int64_t* out) {
+    seek(t0);
+    for (int64_t q = 0; q < n; ++q) { out[q] = pix(); next(); }
+  }
+};
+
+// dt row of direction k, channel d, in pixel order: softplus(sum_r Wdt[k,d,r] dts[b,k,r,:] + bias[k,d]).
+template <typename S>
+static void dt_row_proj(const XProb<S>& p, int64_t b, int64_t k, int64_t d, S* dt, S* sig) {
+  using V = typename Vec<S>::V;
+  constexpr int W = Vec<S>::W;
+  const int64_t L = p.L, R = p.R;
+  const S* w = p.Wdt + (k * p.E + d) * R;
+  const S* base = p.dts + (b * p.K + k) * R * L;
+  const S bias = p.bias ? p.bias[k * p.E + d] : (S)0;
+  int64_t t = 0;
+  for (; t + W <= L; t += W) {
+    V acc = w[0] * loadv<V>(base + t);
+    for (int64_t r = 1; r < R; ++r) acc += w[r] * loadv<V>(base + r * L + t);
+    const V x = acc + bias;
+    storev(dt + t, p.softplus ? vsoftplus<S>(x) : x);
+    if (sig) storev(sig + t, p.softplus ? vsigmoid<S>(x) : splat<V>((S)1));
+  }
+  for (; t < L; ++t) {
+    S acc = w[0] * base[t];
+    for (int64_t r = 1; r < R; ++r) acc += w[r] * base[r * L + t];
+    const S x = acc + bias;
+    dt[t] = p.softplus ? ssoftplus(x) : x;
+    if (sig) sig[t] = p.softplus ? ssigmoid(x) : (S)1;
+  }
+}
+
+template <typename S, int NV, int RR>
+static void xfwd_rows(const XProb<S>& p, int64_t b, int64_t d0, S* out, S* ckpt, S* dtbuf, int64_t* pix) {
+  using V = typename Vec<S>::V;
+  constexpr int W = Vec<S>::W;
+  const int64_t L = p.L, Np = p.Np, E = p.E, stride = p.K * 2 * Np;
+  const S* u[RR];
+  S* o[RR];
+  for (int r = 0; r < RR; ++r) {
+    const int64_t d = d0 + r;
+    u[r] = p.x + (b * E + d) * L;
+    o[r] = out + (b * E + d) * L;
+    S Dsum = 0;  // the skip term of every direction: (sum_k D[k,d]) u
+    if (p.Dskip)
+      for (int64_t k = 0; k < p.K; ++k) Dsum += p.Dskip[k * E + d];
+    for (int64_t t = 0; t < L; ++t) o[r][t] = Dsum * u[r][t];
+  }
+  for (int64_t k = 0; k < p.K; ++k) {
+    PathIter it(p.H, p.W, p.col[k], p.rev[k]);
+    const S* BCk = p.BC + b * L * stride + k * 2 * Np;
+    const S* dt[RR];
+    S* ck[RR];
+    V Av[RR][NV], h[RR][NV];
+    for (int r = 0; r < RR; ++r) {
+      const int64_t kd = k * E + d0 + r;
+      dt_row_proj<S>(p, b, k, d0 + r, dtbuf + r * L, nullptr);
+      dt[r] = dtbuf + r * L;
+      ck[r] = ckpt ? ckpt + ((b * p.K * E) + kd) * p.nck * Np : nullptr;
+      for (int q = 0; q < NV; ++q) {
+        Av[r][q] = loadv<V>(p.A + kd * Np + q * W);
+        h[r][q] = splat<V>((S)0);
+      }
+    }
+    for (int64_t c = 0; c < p.nck; ++c) {
+      if (ckpt)
+        for (int r = 0; r < RR; ++r)
+          for (int q = 0; q < NV; ++q) storev(ck[r] + c * Np + q * W, h[r][q]);
+      const int64_t t0 = c * p.T, n = std::min(L, t0 + p.T) - t0;
+      it.fill(t0, n, pix);
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t px = pix[i];
+        const S* Bt = BCk + px * stride;
+        const S* Ct = Bt + Np;
+        for (int r = 0; r < RR; ++r) {
+          const S dtt = dt[r][px], x = dtt * u[r][px];
+          V acc = splat<V>((S)0);
+          for (int q = 0; q < NV; ++q) {
+            const V da = vexp<S>(Av[r][q] * dtt);
+            h[r][q] = da * h[r][q] + x * loadv<V>(Bt + q * W);
+            acc += h[r][q] * loadv<V>(Ct + q * W);
+          }
+          o[r][px] += hsum<S>(acc);
+        }
+      }
+    }
+  }
+}
+
+template <typename S, int NV>
+static void xfwd_all(const XProb<S>& p, S* out, S* ckpt) {
+  const int64_t pairs = (p.E + 1) / 2;
+#pragma omp parallel
+  {
+    std::vector<S> dtbuf(2 * p.L);
+    std::vector<int64_t> pix(p.T);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < p.nb * pairs; ++i) {
+      const int64_t b = i / pairs, d0 = 2 * (i % pairs);
+      if (d0 + 1 < p.E)
+        xfwd_rows<S, NV, 2>(p, b, d0, out, ckpt, dtbuf.data(), pix.data());
+      else
+        xfwd_rows<S, NV, 1>(p, b, d0, out, ckpt, dtbuf.data(), pix.data());
+    }
+  }
+}
+
+template <typename S> struct XGrads {
+  const S *gout, *ckpt;
+  S *du, *ddelta, *dBC;          // du (Bt, E, L); ddelta (Bt, K, E, L); dBC per thread (threads, Bt, L, K, 2, Np)
+  double *dA, *dD, *dbias;       // (Bt, K E, Np), (Bt, K E), (Bt, K E)
+};
+
+template <typename S, int NV>
+static void xbwd_row(const XProb<S>& p, const XGrads<S>& q, int64_t b, int64_t d, S* dBCt, S* dt, S* sig, S* ddt,
+                     int64_t* pix, typename Vec<S>::V* hbuf, typename Vec<S>::V* abuf) {
+  using V = typename Vec<S>::V;
+  constexpr int W = Vec<S>::W;
+  const int64_t L = p.L, Np = p.Np, E = p.E, stride = p.K * 2 * Np;
+  const S* u = p.x + (b * E + d) * L;
+  const S* g = q.gout + (b * E + d) * L;
+  S* du = q.du + (b * E + d) * L;
+  std::memset(du, 0, L * sizeof(S));
+  for (int64_t k = 0; k < p.K; ++k) {
+    const int64_t kd = k * E + d;
+    const S Dd = p.Dskip ? p.Dskip[kd] : (S)0;
+    const S* BCk = p.BC + b * L * stride + k * 2 * Np;
+    S* dBCk = dBCt + b * L * stride + k * 2 * Np;
+    dt_row_proj<S>(p, b, k, d, dt, sig);
+    PathIter it(p.H, p.W, p.col[k], p.rev[k]);
+    V Av[NV], dh[NV], dAacc[NV];
+    double dA[NV * W];
+    for (int j = 0; j < NV; ++j) {
+      Av[j] = loadv<V>(p.A + kd * Np + j * W);
+      dh[j] = splat<V>((S)0);
+    }
+    for (int j = 0; j < NV * W; ++j) dA[j] = 0;
+    double dD = 0;
+    const S* ck = q.ckpt + ((b * p.K * E) + kd) * p.nck * Np;
+    for (int64_t c = p.nck - 1; c >= 0; --c) {
+      const int64_t t0 = c * p.T, n = std::min(L, t0 + p.T) - t0;
+      it.fill(t0, n, pix);
+      for (int j = 0; j < NV; ++j) hbuf[j] = loadv<V>(ck + c * Np + j * W);
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t px = pix[i];
+        const S dtt = dt[px], x = dtt * u[px];
+        const S* Bt = BCk + px * stride;
+        for (int j = 0; j < NV; ++j) {
+          const V da = vexp<S>(Av[j] * dtt);
+          abuf[i * NV + j] = da;
+          hbuf[(i + 1) * NV + j] = da * hbuf[i * NV + j] + x * loadv<V>(Bt + j * W);
+        }
+      }
+      for (int j = 0; j < NV; ++j) dAacc[j] = splat<V>((S)0);
+      S dDc = 0;
+      for (int64_t i = n - 1; i >= 0; --i) {
+        const int64_t px = pix[i];
+        const S gt = g[px], dtt = dt[px], ut = u[px], x = dtt * ut;
+        const S* Bt = BCk + px * stride;
+        const S* Ct = Bt + Np;
+        S* dBrow = dBCk + px * stride;
+        S* dCrow = dBrow + Np;
+        V sB = splat<V>((S)0), sA = splat<V>((S)0);
+        for (int j = 0; j < NV; ++j) {
+          const V hk = hbuf[(i + 1) * NV + j], hp = hbuf[i * NV + j], ak = abuf[i * NV + j];
+          dh[j] += gt * loadv<V>(Ct + j * W);
+          storev(dCrow + j * W, loadv<V>(dCrow + j * W) + gt * hk);
+          storev(dBrow + j * W, loadv<V>(dBrow + j * W) + x * dh[j]);
+          sB += dh[j] * loadv<V>(Bt + j * W);
+          const V qv = dh[j] * ak * hp;
+          sA += qv * Av[j];
+          dAacc[j] += qv * dtt;
+          dh[j] = ak * dh[j];
+        }
+        const S sb = hsum<S>(sB), sa = hsum<S>(sA);
+        du[px] += sb * dtt + Dd * gt;
+        ddt[px] = sa + ut * sb;
+        dDc += gt * ut;
+      }
+      for (int j = 0; j < NV; ++j)
+        for (int l = 0; l < W; ++l) dA[j * W + l] += (double)dAacc[j][l];
+      dD += (double)dDc;
+    }
+    S* dd = q.ddelta + ((b * p.K + k) * E + d) * L;
+    double db = 0;
+    int64_t t = 0;
+    for (; t + W <= L; t += W) {
+      const V v = loadv<V>(ddt + t) * loadv<V>(sig + t);
+      storev(dd + t, v);
+      db += (double)hsum<S>(v);
+    }
+    for (; t < L; ++t) {
+      dd[t] = ddt[t] * sig[t];
+      db += (double)dd[t];
+    }
+    for (int j = 0; j < NV * W; ++j) q.dA[(b * p.K * E + kd) * Np + j] = dA[j];
+    q.dD[b * p.K * E + kd] = dD;
+    q.dbias[b * p.K * E + kd] = db;
+  }
+}
+
+template <typename S, int NV>
+static void xbwd_all(const XProb<S>& p, const XGrads<S>& q) {
+  using V = typename Vec<S>::V;
+  const int64_t per_thread = p.nb * p.L * p.K * 2 * p.Np;
+#pragma omp parallel
+  {
+    const int tid = omp_get_thread_num();
+    std::vector<S> dt(p.L), sig(p.L), ddt(p.L);
+    std::vector<int64_t> pix(p.T);
+    std::vector<V> hbuf((p.T + 1) * NV), abuf(p.T * NV);
+    S* dBCt = q.dBC + tid * per_thread;
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < p.nb * p.E; ++i)
+      xbwd_row<S, NV>(p, q, i / p.E, i % p.E, dBCt, dt.data(), sig.data(), ddt.data(), pix.data(), hbuf.data(),
+                      abuf.data());
+  }
+}
+
+template <typename S>
+static XProb<S> make_xproblem(const at::Tensor& x, const at::Tensor& dts, const at::Tensor& Wdt,
+                              const c10::optional<at::Tensor>& bias, const at::Tensor& A, const at::Tensor& BC,
+                              const c10::optional<at::Tensor>& Dskip, const std::vector<int64_t>& codes, int64_t H,
+                              int64_t W, bool softplus, int64_t T) {
+  XProb<S> p;
+  p.nb = x.size(0); p.E = x.size(1); p.L = x.size(2); p.H = H; p.W = W; p.K = (int64_t)codes.size();
+  p.R = Wdt.size(2); p.Np = A.size(1); p.T = T; p.nck = (p.L + T - 1) / T; p.softplus = softplus;
+  p.x = x.data_ptr<S>(); p.dts = dts.data_ptr<S>(); p.Wdt = Wdt.data_ptr<S>(); p.bias = opt_ptr<S>(bias);
+  p.A = A.data_ptr<S>(); p.BC = BC.data_ptr<S>(); p.Dskip = opt_ptr<S>(Dskip);
+  for (int64_t k = 0; k < p.K; ++k) { p.col[k] = (int)(codes[k] & 1); p.rev[k] = (int)((codes[k] >> 1) & 1); }
+  return p;
+}
+
+static void check_xinputs(const at::Tensor& x, const at::Tensor& dts, const at::Tensor& Wdt,
+                          const c10::optional<at::Tensor>& bias, const at::Tensor& A, const at::Tensor& BC,
+                          const c10::optional<at::Tensor>& Dskip, const std::vector<int64_t>& codes, int64_t H,
+                          int64_t W, int64_t T) {
+  const int64_t K = (int64_t)codes.size();
+  TORCH_CHECK(K >= 1 && K <= 4, "cross-scan: 1 to 4 directions");
+  for (auto c : codes) TORCH_CHECK(c >= 0 && c <= 3, "cross-scan: direction codes are 0..3");
+  TORCH_CHECK(x.dim() == 3 && x.is_contiguous() && x.size(2) == H * W && H >= 1 && W >= 1,
+              "cross-scan: x contiguous (Bt, E, H*W)");
+  const int64_t nb = x.size(0), E = x.size(1), L = x.size(2);
+  TORCH_CHECK(Wdt.dim() == 3 && Wdt.size(0) == K && Wdt.size(1) == E && Wdt.is_contiguous() && Wdt.size(2) >= 1,
+              "cross-scan: Wdt contiguous (K, E, R)");
+  const int64_t R = Wdt.size(2);
+  TORCH_CHECK(dts.dim() == 4 && dts.size(0) == nb && dts.size(1) == K && dts.size(2) == R && dts.size(3) == L &&
+                  dts.is_contiguous(), "cross-scan: dts contiguous (Bt, K, R, L)");
+  TORCH_CHECK(A.dim() == 2 && A.size(0) == K * E && A.is_contiguous(), "cross-scan: A contiguous (K*E, Np)");
+  TORCH_CHECK(A.size(1) % (kVecBytes / A.element_size()) == 0, "cross-scan: Np must be whole vectors");
+  const int64_t Np = A.size(1);
+  TORCH_CHECK(BC.dim() == 5 && BC.size(0) == nb && BC.size(1) == L && BC.size(2) == K && BC.size(3) == 2 &&
+                  BC.size(4) == Np && BC.is_contiguous(), "cross-scan: BC contiguous (Bt, L, K, 2, Np)");
+  if (bias.has_value() && bias->defined())
+    TORCH_CHECK(bias->numel() == K * E && bias->is_contiguous(), "cross-scan: bias contiguous (K, E)");
+  if (Dskip.has_value() && Dskip->defined())
+    TORCH_CHECK(Dskip->numel() == K * E && Dskip->is_contiguous(), "cross-scan: D contiguous (K*E)");
+  for (const at::Tensor* t : {&dts, &Wdt, &A, &BC})
+    TORCH_CHECK(t->scalar_type() == x.scalar_type(), "cross-scan: one dtype for every input");
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, "float32 or float64 only");
+  TORCH_CHECK(T >= 1, "checkpoint interval must be >= 1");
+}
+
+// Returns out (Bt, E, L) and the state checkpoints (Bt, K*E, nck, Np) (empty unless save).
+std::vector<at::Tensor> cross_scan_fwd(at::Tensor x, at::Tensor dts, at::Tensor Wdt, c10::optional<at::Tensor> bias,
+                                       at::Tensor A, at::Tensor BC, c10::optional<at::Tensor> Dskip,
+                                       std::vector<int64_t> codes, int64_t H, int64_t W, bool softplus, int64_t T,
+                                       bool save) {
+  check_xinputs(x, dts, Wdt, bias, A, BC, Dskip, codes, H, W, T);
+  const int64_t nb = x.size(0), E = x.size(1), L = x.size(2), K = (int64_t)codes.size(), Np = A.size(1);
+  auto out = at::empty_like(x);
+  auto ckpt = save ? at::empty({nb, K * E, (L + T - 1) / T, Np}, x.options()) : at::empty({0}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cross_scan_fwd", [&] {
+    auto p = make_xproblem<scalar_t>(x, dts, Wdt, bias, A, BC, Dskip, codes, H, W, softplus, T);
+    const int nv = Np / Vec<scalar_t>::W;
+    DISPATCH_NV(nv, xfwd_all<scalar_t, NV>(p, out.data_ptr<scalar_t>(), save ? ckpt.data_ptr<scalar_t>() : nullptr));
+  });
+  return {out, ckpt};
+}
+
+// Returns du (Bt, E, L), ddelta (Bt, K, E, L) (d loss / d (Wdt dts + bias)), dBC per thread
+// (threads, Bt, L, K, 2, Np), dA (Bt, K*E, Np), dD and dbias (Bt, K*E), the last three float64.
+std::vector<at::Tensor> cross_scan_bwd(at::Tensor x, at::Tensor dts, at::Tensor Wdt, c10::optional<at::Tensor> bias,
+                                       at::Tensor A, at::Tensor BC, c10::optional<at::Tensor> Dskip,
+                                       std::vector<int64_t> codes, int64_t H, int64_t W, bool softplus, int64_t T,
+                                       at::Tensor ckpt, at::Tensor gout) {
+  check_xinputs(x, dts, Wdt, bias, A, BC, Dskip, codes, H, W, T);
+  TORCH_CHECK(gout.sizes() == x.sizes() && gout.is_contiguous() && gout.scalar_type() == x.scalar_type(),
+              "cross-scan: gout contiguous, x's shape and dtype");
+  const int64_t nb = x.size(0), E = x.size(1), L = x.size(2), K = (int64_t)codes.size(), Np = A.size(1);
+  TORCH_CHECK(ckpt.dim() == 4 && ckpt.size(0) == nb && ckpt.size(1) == K * E && ckpt.size(3) == Np &&
+                  ckpt.size(2) == (L + T - 1) / T && ckpt.is_contiguous(), "cross-scan: checkpoints");
+  const int threads = omp_get_max_threads();
+  auto du = at::empty_like(x);
+  auto ddelta = at::empty({nb, K, E, L}, x.options());
+  auto dBC = at::zeros({threads, nb, L, K, 2, Np}, x.options());
+  auto f64 = x.options().dtype(at::kDouble);
+  auto dA = at::empty({nb, K * E, Np}, f64);
+  auto dD = at::empty({nb, K * E}, f64);
+  auto dbias = at::empty({nb, K * E}, f64);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cross_scan_bwd", [&] {
+    auto p = make_xproblem<scalar_t>(x, dts, Wdt, bias, A, BC, Dskip, codes, H, W, softplus, T);
+    XGrads<scalar_t> q;
+    q.gout = gout.data_ptr<scalar_t>(); q.ckpt = ckpt.data_ptr<scalar_t>();
+    q.du = du.data_ptr<scalar_t>(); q.ddelta = ddelta.data_ptr<scalar_t>(); q.dBC = dBC.data_ptr<scalar_t>();
+    q.dA = dA.data_ptr<double>(); q.dD = dD.data_ptr<double>(); q.dbias = dbias.data_ptr<double>();
+    const int nv = Np / Vec<scalar_t>::W;
+    DISPATCH_NV(nv, xbwd_all<scalar_t, NV>(p, q));
+  });
+  return {du, ddelta, dBC, dA, dD, dbias};
+}
+
+// Vectorised exp over a contiguous tensor (the benchmarks' exp-throughput probe); returns exp(x) (written into out
+// when given: a preallocated output keeps page faults out of the timing).
+at::Tensor vector_exp(at::Tensor x, c10::optional<at::Tensor> out) {
   TORCH_CHECK(x.is_contiguous() && x.scalar_type() == at::kFloat, "vector_exp: contiguous float32");
-  auto y = at::empty_like(x);
+  auto y = out.has_value() && out->defined() ? *out : at::empty_like(x);
+  TORCH_CHECK(y.sizes() == x.sizes() && y.is_contiguous() && y.scalar_type() == at::kFloat,
+              "vector_exp: out must be contiguous float32 of x's shape");
   const float* xp = x.data_ptr<float>();
   float* yp = y.data_ptr<float>();
   using V = Vec<float>::V;
@@ -511,7 +860,10 @@ int64_t vector_lanes(bool fp64) { return fp64 ? Vec<double>::W : Vec<float>::W; 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("scan_fwd", &scan_fwd, "selective scan forward (CPU)");
   m.def("scan_bwd", &scan_bwd, "selective scan backward (CPU)");
-  m.def("vector_exp", &vector_exp, "vectorised polynomial exp (float32)");
+  m.def("cross_scan_fwd", &cross_scan_fwd, "fused K-direction 2-D cross-scan forward (CPU)");
+  m.def("cross_scan_bwd", &cross_scan_bwd, "fused K-direction 2-D cross-scan backward (CPU)");
+  m.def("vector_exp", &vector_exp, "vectorised polynomial exp (float32), into out when given",
+        py::arg("x"), py::arg("out") = py::none());
   m.def("exp_throughput", &exp_throughput, "exps evaluated by a register-resident exp loop (timing probe)");
   m.def("vector_lanes", &vector_lanes, "SIMD lanes per state vector");
 }
