@@ -196,3 +196,11 @@ def test_every_file_is_read_through_the_one_checkpoint_reader():
                 callers.setdefault(fn, []).append(path.relative_to(PACKAGE_DIR).as_posix())
     assert callers == {"torch.load": ["safe_load.py"], "load_untrusted": ["checkpoint_reader.py"],
                        "load_legacy": ["train/checkpoint.py"]}, callers
+
+
+def test_the_book_runner_does_not_depend_on_the_scoreboard():
+    """The runner executes chapters; the CLI regenerates the scoreboard after it (issue #19 item 2)."""
+    graph = import_graph(module_level_only=False)
+    runner = f"{PACKAGE}.book.runner"
+    assert f"{PACKAGE}.book.toc" in graph[runner]             # the table of contents has its own module
+    assert f"{PACKAGE}.book.scoreboard" not in graph[runner]

@@ -12,6 +12,7 @@ import yaml
 
 from restore_core.book.runner import (ChapterFailed, chapter_parameters, run_book, select_chapters,
                                       toc_chapters, train_nproc)
+from restore_core.book.scoreboard import write_scoreboard
 from restore_core.cli import main
 
 PARAMS = 'profile = "quick"\nseed = 0\ndevice = None\nout_dir = None'
@@ -51,10 +52,13 @@ def _stdout(nb_path: Path) -> str:
     return "".join(t if isinstance(t, str) else "".join(t) for t in texts)
 
 
-def _run(toc, **kw):
-    kw.setdefault("scoreboard_path", toc.parent / "scoreboard.md")
+def _run(toc, scoreboard=True, **kw):
+    """run_book, then the scoreboard as `restore-core book run` writes it after the chapters."""
     kw.setdefault("results_dir", toc.parent / "results")
-    return run_book(toc=toc, progress=False, echo=lambda s: None, **kw)
+    timings = run_book(toc=toc, progress=False, echo=lambda s: None, **kw)
+    if scoreboard:
+        write_scoreboard(kw["results_dir"], toc.parent / "scoreboard.md", toc=toc, srcdir=toc.parent)
+    return timings
 
 
 def test_quick_runs_in_place_without_injected_parameters(tmp_path):
@@ -225,3 +229,15 @@ def test_cli_scoreboard(tmp_path, capsys):
     assert main(["book", "scoreboard", "--results-dir", str(tmp_path / "none"), "--output", str(out)]) == 0
     assert capsys.readouterr().out.strip() == str(out)
     assert "No chapter has stored results yet" in out.read_text()
+
+
+def test_cli_run_regenerates_the_scoreboard_after_the_chapters(tmp_path, monkeypatch, capsys):
+    from restore_core.book import scoreboard
+
+    toc = _book(tmp_path, {"01_ok": _nb(PARAMS, "print('ok')")})
+    calls = []
+    monkeypatch.setattr(scoreboard, "write_scoreboard",
+                        lambda *a, **k: calls.append((_stdout(tmp_path / "book" / "01_ok.ipynb"), k)) or "sb.md")
+    assert main(["book", "run", "--toc", str(toc)]) == 0
+    assert calls == [("ok\n", {"toc": toc, "srcdir": tmp_path})]   # once, after the chapter ran
+    assert "scoreboard: sb.md" in capsys.readouterr().out

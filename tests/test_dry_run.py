@@ -49,7 +49,7 @@ def test_mark_dry_run(tmp_path):
 def test_cli_dry_run_wires_environment_and_marks_results(tmp_path, monkeypatch):
     """`restore-core book run --profile full --dry-run`: run_book sees the dry-run environment, writes into the
     dry-run folder (no scoreboard, executed notebooks there too), and its results come back marked."""
-    from restore_core.book import runner
+    from restore_core.book import runner, scoreboard
     from restore_core.cli import main
 
     seen = {}
@@ -60,10 +60,11 @@ def test_cli_dry_run_wires_environment_and_marks_results(tmp_path, monkeypatch):
         return []
 
     monkeypatch.setattr(runner, "run_book", fake_run_book)
+    monkeypatch.setattr(scoreboard, "write_scoreboard", lambda *a, **k: seen.setdefault("scoreboard", True))
     assert main(["book", "run", "--dry-run", "--chapters", "04"]) == 2           # needs --profile full
     assert main(["book", "run", "--profile", "full", "--dry-run", "--chapters", "04",
                  "--out-dir", str(tmp_path)]) == 0
-    assert seen["dry"] and seen["profile"] == "full" and seen["device"] == "cpu" and seen["scoreboard"] is False
+    assert seen["dry"] and seen["profile"] == "full" and seen["device"] == "cpu" and "scoreboard" not in seen
     assert seen["executed_dir"] == tmp_path / "executed" and seen["chapters"] == ["04"]
     assert seen["cfg"].train.total_iter == 2 and seen["cfg"].data_root == str((tmp_path / "data").resolve())
     assert json.loads((tmp_path / "results" / "ablation_rnan.full.json").read_text())["dry_run"] is True

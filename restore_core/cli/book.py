@@ -59,15 +59,18 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..book.runner import REPO_ROOT, ChapterFailed, run_book
+    from ..book.scoreboard import write_scoreboard
 
     if getattr(args, "dry_run", False):
         return _dry_run(args)
     try:
+        toc = Path(args.toc) if args.toc else REPO_ROOT / "_toc.yml"
         run_book(profile=args.profile, chapters=args.chapters, device=args.device, seed=args.seed,
-                 out_dir=args.out_dir, nproc=args.nproc, toc=args.toc or REPO_ROOT / "_toc.yml",
-                 log_output=args.log_output, execution_timeout=args.timeout, allow_dirty=args.allow_dirty)
+                 out_dir=args.out_dir, nproc=args.nproc, toc=toc, log_output=args.log_output,
+                 execution_timeout=args.timeout, allow_dirty=args.allow_dirty)
     except ChapterFailed as exc:
         raise CLIError(str(exc)) from None
+    print(f"scoreboard: {write_scoreboard(toc=toc, srcdir=toc.parent)}")
     return 0
 
 
@@ -85,7 +88,7 @@ def _dry_run(args: argparse.Namespace) -> int:
         with dry_run(root):
             run_book(profile=args.profile, chapters=args.chapters, device=args.device or "cpu", seed=args.seed,
                      out_dir=results, nproc=args.nproc, toc=args.toc or REPO_ROOT / "_toc.yml",
-                     log_output=args.log_output, execution_timeout=args.timeout, scoreboard=False,
+                     log_output=args.log_output, execution_timeout=args.timeout,
                      executed_dir=root / "executed")
     except ChapterFailed as exc:
         raise CLIError(str(exc)) from None
