@@ -188,3 +188,23 @@ def test_row_major_split_by_hand():
     assert causal == pytest.approx(0.5) and beyond == pytest.approx(0.25)  # (4, 1) lies 2 rows below
     assert row_major_split(a, margin_rows=2)[1] == 0.0
     assert all(math.isnan(v) for v in row_major_split(np.zeros((3, 3))))
+
+
+def test_batch_size_chunks_give_the_same_map():
+    """Chunked passes average the per-image maps exactly as one pass (3 images in chunks of 2 and 1)."""
+    torch.manual_seed(3)
+    conv = nn.Conv2d(3, 3, 3, padding=1)
+    x = torch.rand(3, 3, 9, 9)
+    one = erf_map(conv.eval(), x, magnitude="abs")
+    # by hand: each image's gradient of the centre output summed over channels is the same kernel, so the map is
+    # |sum over output channels of the weights| summed over input channels, whatever the image
+    expected = conv.weight.detach().sum(0).abs().sum(0).double()
+    assert torch.allclose(one[3:6, 3:6], expected, atol=1e-12)
+    model = PlainCNN(num_feat=8, num_blocks=1, upscale=2).eval()
+    full = erf_map(model, x)
+    chunked = erf_map(model, x, batch_size=2)
+    per_image = torch.stack([erf_map(model, x[i:i + 1]) for i in range(3)]).mean(0)
+    assert torch.allclose(chunked, full, atol=1e-12) and torch.allclose(chunked, per_image, atol=1e-12)
+    assert torch.equal(erf_map(model, x, batch_size=5), full)  # larger than the batch: one pass
+    with pytest.raises(ValueError, match="batch_size"):
+        erf_map(model, x, batch_size=0)

@@ -55,7 +55,8 @@ def _centre_target(y: Tensor, relu: bool) -> Tensor:
 
 
 def erf_map(model: nn.Module, images: Tensor, target: str = "output_sum", magnitude: str = "relu",
-            feature_module: Optional[nn.Module] = None, subtract_input: bool = False) -> Tensor:
+            feature_module: Optional[nn.Module] = None, subtract_input: bool = False,
+            batch_size: Optional[int] = None) -> Tensor:
     """The ERF of ``model``: mean over images of the channel-summed input-gradient magnitude.
 
     model: called as ``model(x)``; put it in eval mode (a warning-free check: batch-norm in train mode raises).
@@ -65,6 +66,9 @@ def erf_map(model: nn.Module, images: Tensor, target: str = "output_sum", magnit
     magnitude: "relu" (positive part of the gradient) or "abs".
     subtract_input: with target "output_sum", use ``model(x) - x`` (the residual of a network whose output adds
         its input; needs output and input of the same shape).
+    batch_size: images per forward/backward pass (None: all at once). The map is the same (each image's gradient
+        is its own); smaller chunks bound the memory of models whose activations grow fast with the input size
+        (a full-resolution non-local block stores an (HW x HW) attention matrix per image).
     Returns (H, W) float64 on the CPU.
     """
     if target not in ERF_TARGETS:
@@ -75,6 +79,16 @@ def erf_map(model: nn.Module, images: Tensor, target: str = "output_sum", magnit
         raise ValueError(f"images must be (Bt, C, H, W), got shape {tuple(images.shape)}")
     if subtract_input and target != "output_sum":
         raise ValueError("subtract_input applies to target='output_sum' only")
+    if batch_size is not None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if batch_size < images.shape[0]:
+            total = None
+            for chunk in images.split(batch_size):
+                part = erf_map(model, chunk, target=target, magnitude=magnitude, feature_module=feature_module,
+                               subtract_input=subtract_input) * chunk.shape[0]
+                total = part if total is None else total + part
+            return total / images.shape[0]
     if target == "feature_relu" and feature_module is None:
         raise ValueError("target='feature_relu' needs feature_module (the module whose output is the feature map)")
     for m in model.modules():
