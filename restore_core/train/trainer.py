@@ -104,6 +104,17 @@ def _to_device(x: Any, device: torch.device) -> Any:
     return x
 
 
+def _channels_last(x: Any) -> Any:
+    """Every 4-D tensor in a batch (a tensor, a mapping or a sequence of them) in channels-last memory."""
+    if isinstance(x, Tensor):
+        return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+    if isinstance(x, Mapping):
+        return {k: _channels_last(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_channels_last(v) for v in x)
+    return x
+
+
 # --------------------------------------------------------------------------------------------------------------
 
 class Trainer:
@@ -151,6 +162,8 @@ class Trainer:
             dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[t.param_dtype]
             self.fp32_param_names = cast_params_keep_fp32(net, dtype, t.fp32_params)
         self.net = net.to(self.device)
+        if t.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
         self.ema = ModelEMA(self.net, t.ema_decay) if t.ema_decay > 0 else None
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -263,7 +276,10 @@ class Trainer:
 
     def _loss(self, batch: Any) -> Tuple[Tensor, Dict[str, Tensor]]:
         """(loss, {part: value}) of one micro-batch, as the config's task defines them."""
-        return self.task.training_loss(self.model, self.loss_fn, _to_device(batch, self.device), self._autocast)
+        batch = _to_device(batch, self.device)
+        if self.cfg.train.channels_last:
+            batch = _channels_last(batch)
+        return self.task.training_loss(self.model, self.loss_fn, batch, self._autocast)
 
     def train_step(self, batches: Iterator[Any]) -> Dict[str, float]:
         """One optimizer step over ``accumulate_grad_batches`` micro-batches; returns the logged values."""
