@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List
 
 from ..data.fake_tree import write_fake_datasets
+from ..envutil import patched_environ
 from ..fsutil import atomic_write_json
 from ..train.config import OVERRIDES_ENV
 
@@ -45,17 +46,8 @@ def dry_run_environment(root, n_images: int = 3, size: int = 96) -> Dict[str, st
 @contextmanager
 def dry_run(root, **kwargs) -> Iterator[Dict[str, str]]:
     """Set :func:`dry_run_environment`'s variables for the duration of the block (restored afterwards)."""
-    env = dry_run_environment(root, **kwargs)
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with patched_environ(dry_run_environment(root, **kwargs)) as env:
         yield env
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def mark_dry_run(results_dir) -> List[Path]:

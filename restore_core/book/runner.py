@@ -48,6 +48,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from tqdm.auto import tqdm
 
 from .. import provenance
+from ..envutil import patched_environ
 from ..fsutil import chmod_like_new_file
 from ..profiles import DEFAULT_PROFILE, PROFILES
 from .dry_run import is_dry_run
@@ -281,27 +282,21 @@ def run_book(profile: str = "quick", chapters: Optional[Sequence[str]] = None, d
     staging = _Staging(executed_dir) if profile == "quick" else None
     if staging is not None and out_dir is None and not os.environ.get(RESULTS_OUT_ENV):
         env_keys[RESULTS_OUT_ENV] = str(staging.results)
-    saved = {k: os.environ.get(k) for k in env_keys}
-    os.environ.update(env_keys)
     timings: List[ChapterTiming] = []
     try:
-        bar = tqdm(todo, desc=f"book ({profile})", unit="chapter", disable=not progress or None)
-        for nb in bar:
-            bar.set_postfix_str(nb.stem)
-            final = executed_path(nb, profile, executed_dir)
-            out = staging.folder / nb.name if staging is not None else final
-            secs = run_chapter(nb, out, params, cwd=nb.parent, kernel=kernel, log_output=log_output,
-                               failed_dir=executed_dir / "failed",
-                               execution_timeout=execution_timeout, record_as=final)
-            if staging is not None:
-                staging.add(out, final)
-            timings.append(ChapterTiming(nb.stem, secs, final))
+        with patched_environ(env_keys):
+            bar = tqdm(todo, desc=f"book ({profile})", unit="chapter", disable=not progress or None)
+            for nb in bar:
+                bar.set_postfix_str(nb.stem)
+                final = executed_path(nb, profile, executed_dir)
+                out = staging.folder / nb.name if staging is not None else final
+                secs = run_chapter(nb, out, params, cwd=nb.parent, kernel=kernel, log_output=log_output,
+                                   failed_dir=executed_dir / "failed",
+                                   execution_timeout=execution_timeout, record_as=final)
+                if staging is not None:
+                    staging.add(out, final)
+                timings.append(ChapterTiming(nb.stem, secs, final))
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         if staging is not None:
             staging.install(results_dir)
         if timings:
