@@ -184,6 +184,13 @@ def test_quick_chapters_see_a_clean_tree_until_the_last_one_ran(tmp_path, monkey
     assert "RESTORE_CORE_RESULTS_OUT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ
 
 
+def test_omp_wait_policy_passive_for_quick_runs_spinning_for_studies():
+    from restore_core.book.runner import omp_wait_policy
+    assert omp_wait_policy("quick", None) == "PASSIVE"
+    assert omp_wait_policy("cpu", None) is None and omp_wait_policy("full", "") is None
+    assert omp_wait_policy("cpu", "PASSIVE") == "PASSIVE" and omp_wait_policy("quick", "ACTIVE") == "ACTIVE"
+
+
 def test_toc_and_selection(tmp_path):
     toc = _book(tmp_path, {"01_ssm_discretization": _nb(PARAMS), "02_selective_scan": _nb(PARAMS)})
     nbs = toc_chapters(toc)
