@@ -11,9 +11,13 @@ NPROC   ?= 1
 TORCH   ?= torch==2.13.0
 export TQDM_DISABLE ?= 0
 export PYTHONHASHSEED := 0
-# OpenMP threads sleep when idle instead of spinning: two processes sharing 2 cores (nbval kernels, torchrun
-# tests) otherwise slow each other down by an order of magnitude; results are identical
+# Quick runs and the tests: OpenMP threads sleep when idle instead of spinning: two processes sharing 2 cores
+# (nbval kernels, torchrun tests) otherwise slow each other down by an order of magnitude; results are identical.
+# The cpu/full studies keep OpenMP's spinning default (one process owns the cores; CU-Mamba's many small ops take
+# 0.53 s a step spinning against 0.79 s passive), as `restore-core book run` does (runner.omp_wait_policy).
+ifeq ($(PROFILE),quick)
 export OMP_WAIT_POLICY ?= PASSIVE
+endif
 
 .PHONY: setup book book-html test clean
 

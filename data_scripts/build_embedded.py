@@ -13,8 +13,16 @@ Sources (all open licences; see the generated ATTRIBUTION.md):
 Procedure: photos larger than 640 px on the short side are first shrunk (MATLAB-compatible bicubic,
 :func:`restore_core.data.imresize.imresize_np`) to a short side of 480 px; then up to ``n`` non-overlapping
 192x192 crops with the most texture (mean gradient magnitude on a 32-px grid, greedy) are cut and written as
-PNG. The train/test split is by source photo (no photo contributes to both). The manifest records every file's
-sha256, its source, box and split. Running the script twice gives identical files.
+PNG. The train/test split is by source photo (no photo contributes to both). Splits:
+
+* ``train``: the crops of the training photos;
+* ``test``: the first ``n`` crops of each test photo (8 in all; the quick profile's small smoke-run set);
+* ``heldout``: every non-overlapping crop the greedy cut finds in the test photos, ``test`` first (the cpu
+  profile's evaluation set). No training photo contributes to it.
+
+Asking for more crops never changes the earlier ones (the greedy cut picks them in the same order), so the
+``test`` files are the same bytes with or without ``heldout``. The manifest records every file's sha256, its
+source, box and split (the smallest split holding it). Running the script twice gives identical files.
 
 Usage: ``python data_scripts/build_embedded.py [--out DIR] [--lomiri-deb PATH]``
 """
@@ -29,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image
@@ -43,7 +51,8 @@ LOMIRI_PACKAGE = "lomiri-wallpapers-16.04"
 LOMIRI_VERSION = "20.04.0-2"
 LOMIRI_DEB_SHA256 = "a99ff6a3bfe451e4cc0682ecb3cc82e71740626d59e4845ae34a0a0e45421eab"
 
-# name -> (number of crops, split, author, licence, origin)
+# name -> (number of crops (test photos: crops in the "test" split; "heldout" takes all that fit), split, author,
+#          licence, origin)
 SKIMAGE = {
     "astronaut": (2, "train", "NASA (Eileen Collins portrait)", "Public domain",
                   "scikit-image skimage.data.astronaut"),
@@ -131,8 +140,9 @@ def shrink(img: np.ndarray) -> np.ndarray:
     return imresize_np(img, size=(round(h * s), round(w * s)))
 
 
-def texture_crops(img: np.ndarray, n: int) -> List[Tuple[int, int]]:
-    """Top-left corners of up to ``n`` non-overlapping CROPxCROP boxes with the largest mean gradient."""
+def texture_crops(img: np.ndarray, n: Optional[int]) -> List[Tuple[int, int]]:
+    """Top-left corners of up to ``n`` (``None``: as many as fit) non-overlapping CROPxCROP boxes, greedily by
+    largest mean gradient; the first ``k`` boxes do not depend on ``n >= k``."""
     g = img.astype(np.float64).mean(axis=2)
     gy, gx = np.gradient(g)
     mag = np.hypot(gx, gy)
@@ -182,17 +192,21 @@ def build(out: Path, lomiri_dir: Path) -> Dict:
         img = load()
         orig_hw = img.shape[:2]
         img = shrink(img)
-        for k, (top, left) in enumerate(texture_crops(img, n)):
+        # test photos: every crop that fits; the first n form the small "test" split, the rest only "heldout"
+        for k, (top, left) in enumerate(texture_crops(img, None if split == "test" else n)):
             fname = f"{name}_{k}.png"
             data = png_bytes(np.ascontiguousarray(img[top:top + CROP, left:left + CROP]))
             (tmp / fname).write_bytes(data)
-            images.append({"file": fname, "split": split, "source": name, "box": [top, left, CROP, CROP],
+            images.append({"file": fname, "split": split if k < n else "heldout", "source": name,
+                           "box": [top, left, CROP, CROP],
                            "resized_to": list(img.shape[:2]), "original_size": list(orig_hw),
                            "sha256": hashlib.sha256(data).hexdigest()})
         attribution.append(f"| {name} | {origin} | {author} | {lic} |")
-    manifest = {"name": "restore-core embedded photos", "version": 1, "crop": CROP,
+    splits = {s: sorted(i["file"] for i in images if i["split"] == s) for s in ("train", "test")}
+    splits["heldout"] = sorted(i["file"] for i in images if i["split"] in ("test", "heldout"))
+    manifest = {"name": "restore-core embedded photos", "version": 2, "crop": CROP,
                 "gray": "derived on load: round(0.299 R + 0.587 G + 0.114 B)",
-                "splits": {s: sorted(i["file"] for i in images if i["split"] == s) for s in ("train", "test")},
+                "splits": splits,
                 "images": sorted(images, key=lambda i: i["file"])}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     (tmp / "ATTRIBUTION.md").write_text(
@@ -224,7 +238,8 @@ def main(argv=None) -> int:
         manifest = build(args.out.resolve(), unpack_lomiri(deb, work))
     total = sum((args.out / i["file"]).stat().st_size for i in manifest["images"])
     print(f"wrote {len(manifest['images'])} crops ({len(manifest['splits']['train'])} train, "
-          f"{len(manifest['splits']['test'])} test), {total / 1e6:.2f} MB, to {args.out}")
+          f"{len(manifest['splits']['test'])} test, {len(manifest['splits']['heldout'])} held out), "
+          f"{total / 1e6:.2f} MB, to {args.out}")
     return 0
 
 

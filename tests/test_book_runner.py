@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -189,6 +191,23 @@ def test_omp_wait_policy_passive_for_quick_runs_spinning_for_studies():
     assert omp_wait_policy("quick", None) == "PASSIVE"
     assert omp_wait_policy("cpu", None) is None and omp_wait_policy("full", "") is None
     assert omp_wait_policy("cpu", "PASSIVE") == "PASSIVE" and omp_wait_policy("quick", "ACTIVE") == "ACTIVE"
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_makefile_exports_passive_waits_only_for_quick_runs():
+    """`make test` / `make book` (quick) export OMP_WAIT_POLICY=PASSIVE; `make book PROFILE=cpu` must not, or the
+    studies run with sleeping OpenMP threads (~1.5x slower), unlike `restore-core book run --profile cpu`."""
+    repo = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "MAKEFLAGS", "MAKELEVEL")}
+
+    def exported(*args):
+        out = subprocess.run(["make", "-C", str(repo), "-n", "-p", *args], capture_output=True, text=True,
+                             env=env, timeout=60).stdout
+        # a set: `book` re-enters make for book-html, and -n -p prints each make's variables
+        return {line for line in out.splitlines() if line.startswith("OMP_WAIT_POLICY ")}
+
+    assert exported("test") == exported("book") == {"OMP_WAIT_POLICY = PASSIVE"}
+    assert exported("book", "PROFILE=cpu") == exported("book", "PROFILE=full") == set()
 
 
 def test_toc_and_selection(tmp_path):

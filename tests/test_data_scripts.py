@@ -214,7 +214,11 @@ def test_manual_step_and_catalog():
 def test_cli(capsys, tmp_path):
     assert cli_main(["data", "list"]) == 0
     out = capsys.readouterr().out
-    assert "DIV2K" in out and "embedded" in out
+    assert "DIV2K" in out and "embedded   all      bundled  45 photo crops" in out
+    assert cli_main(["data", "list", "embedded"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" (")[0] for line in lines] == ["train", "test", "heldout"]
+    assert lines[2].startswith("heldout (16 held-out crops 192x192 of 5 test photos): chelsea_0.png, dragonfly_0.png")
     assert cli_main(["data", "list", "Set5"]) == 0
     assert "benchmark/Set5/HR" in capsys.readouterr().out
     assert cli_main(["data", "verify", "embedded"]) == 0
@@ -244,6 +248,14 @@ def test_builder_crops_deterministic_non_overlapping():
         assert l1 + b.CROP > 200
         for t2, l2 in boxes[i + 1:]:
             assert abs(t1 - t2) >= b.CROP or abs(l1 - l2) >= b.CROP
+    # the "heldout" cut (n=None): every crop that still fits, the first ones unchanged, none overlapping
+    photo = np.random.default_rng(1).integers(0, 256, (480, 720, 3), dtype=np.uint8)
+    every = b.texture_crops(photo, None)
+    assert every[:2] == b.texture_crops(photo, 2) and len(every) > 2
+    overlaps = lambda t, l, boxes: any(abs(t - t2) < b.CROP and abs(l - l2) < b.CROP for t2, l2 in boxes)
+    assert not any(overlaps(t, l, every[:i] + every[i + 1:]) for i, (t, l) in enumerate(every))
+    assert all(overlaps(t, l, every) for t in range(0, 480 - b.CROP + 1, b.GRID)
+               for l in range(0, 720 - b.CROP + 1, b.GRID))   # maximal: no grid box is left free
     big = np.zeros((1000, 1500, 3), np.uint8)
     assert b.shrink(big).shape == (480, 720, 3)
     assert b.shrink(img) is img
@@ -255,8 +267,8 @@ def test_builder_sources_match_manifest():
 
     m = load_manifest()
     per_source = {}
-    for item in m["images"]:
-        per_source.setdefault(item["source"], set()).add(item["split"])
+    for item in m["images"]:   # a test photo's extra crops are "heldout": still the test side of the split
+        per_source.setdefault(item["source"], set()).add("test" if item["split"] == "heldout" else item["split"])
     assert all(len(splits) == 1 for splits in per_source.values())
     declared = {**{k: v[1] for k, v in b.SKIMAGE.items()}, **{k: v[1] for k, v in b.SKLEARN.items()},
                 **{k: v[1] for k, v in b.MATPLOTLIB.items()},

@@ -193,8 +193,26 @@ def test_ihc_stain_pair():
 
 def test_manifest_records_sha256_of_every_file():
     m = json.loads((EMBEDDED_DIR / "manifest.json").read_text())
-    assert sorted(m["splits"]["train"] + m["splits"]["test"]) == sorted(i["file"] for i in m["images"])
+    assert sorted(m["splits"]["train"] + m["splits"]["heldout"]) == sorted(i["file"] for i in m["images"])
     assert all(len(i["sha256"]) == 64 for i in m["images"])
+
+
+def test_embedded_splits_held_out_by_photo():
+    """test (the quick profile's 8) is part of heldout (the cpu profile's 16); no held-out crop shares a photo with a
+    training crop; all = train + heldout."""
+    from restore_core.data import describe_images, describe_split, embedded_paths, load_manifest
+
+    source = {i["file"]: i["source"] for i in load_manifest()["images"]}
+    train, test, heldout = (embedded_paths(s) for s in ("train", "test", "heldout"))
+    assert (len(train), len(test), len(heldout)) == (29, 8, 16)
+    assert set(test) < set(heldout) and not set(train) & set(heldout)
+    assert not {source[p.name] for p in train} & {source[p.name] for p in heldout}
+    assert sorted(embedded_paths("all")) == sorted(train + heldout)
+    assert describe_split("heldout") == "16 held-out crops 192x192 of 5 test photos"
+    assert describe_split("train") == "29 train crops 192x192 of 16 training photos"
+    assert describe_images("embedded:test") == "the embedded test split (8 test crops 192x192 of 5 test photos)"
+    with pytest.raises(ValueError, match="split must be one of"):
+        embedded_paths("val")
 
 
 def test_fusion_folder_pairs(tmp_path):

@@ -60,8 +60,9 @@ def run(args: argparse.Namespace) -> int:
                   "shipped with the package (restore_core/data/embedded)")
             return 0
         if args.name.lower() == "embedded":
-            for split in ("train", "test"):
-                print(f"{split}: {', '.join(p.name for p in embedded.embedded_paths(split))}")
+            for split in ("train", "test", "heldout"):
+                print(f"{split} ({embedded.describe_split(split)}): "
+                      f"{', '.join(p.name for p in embedded.embedded_paths(split))}")
             return 0
         print(download.describe(entry(args.name)))
         return 0

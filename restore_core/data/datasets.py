@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .degradations import Degradation, image_seed, parse_degradation
-from .embedded import embedded_paths
+from .embedded import describe_split, embedded_paths
 from .io import ImageFormatError, convert_channels, gray_8bit, is_image_file, read_image
 
 ImageSource = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
@@ -40,7 +40,8 @@ def list_images(folder: Union[str, os.PathLike]) -> List[Path]:
 
 
 def resolve_images(source: ImageSource) -> List[Path]:
-    """``"embedded:train"`` / ``"embedded:test"`` / ``"embedded:all"``, a folder, or a list of files -> paths."""
+    """``"embedded:train"`` / ``"embedded:test"`` / ``"embedded:heldout"`` / ``"embedded:all"``, a folder, or a list
+    of files -> paths."""
     if isinstance(source, (str, os.PathLike)):
         s = str(source)
         if s.startswith("embedded:"):
@@ -50,6 +51,16 @@ def resolve_images(source: ImageSource) -> List[Path]:
     if not paths:
         raise ValueError("empty list of images")
     return paths
+
+
+def describe_images(source: ImageSource) -> str:
+    """A phrase naming an image source and its size, for scale statements: ``"embedded:heldout"`` -> ``"the
+    embedded held-out split (30 held-out crops 192x192 of 5 test photos)"``, a folder -> ``"DIR (N images)"``."""
+    if isinstance(source, (str, os.PathLike)) and str(source).startswith("embedded:"):
+        split = str(source).split(":", 1)[1]
+        return f"the embedded {split} split ({describe_split(split)})"
+    paths = resolve_images(source)
+    return f"{source} ({len(paths)} images)" if isinstance(source, (str, os.PathLike)) else f"{len(paths)} images"
 
 
 def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
