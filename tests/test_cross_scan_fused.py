@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from restore_core.ssm import native
+from restore_core.ssm.cross_scan import get_scan_order
 from restore_core.ssm.ss2d import SS2D
 
 HAS_COMPILER = native.compiler() is not None
@@ -68,6 +69,85 @@ def test_fused_takes_non_contiguous_maps(layout):
     assert _rel(yf, yr) < TOL[torch.float32]
     for name in gr:
         assert _rel(gf[name], gr[name]) < TOL[torch.float32], name
+
+
+@pytest.mark.parametrize("shape", [(1, 16384 // 64, 90), (2, 37, 53), (3, 1, 70), (1, 64, 64), (2, 9, 8)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_tiled_transpose_equals_permute(shape, dtype):
+    """Full 8 x 8 blocks, ragged edges, one-row inputs, several images."""
+    x = torch.randn(*shape, dtype=dtype)
+    y = native.transpose_last2(x)
+    assert y.is_contiguous() and torch.equal(y, x.permute(0, 2, 1))
+    assert torch.equal(native.transpose_last2(y), x)
+
+
+def test_tiled_transpose_gradient_and_errors():
+    x = torch.randn(2, 11, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(native.transpose_last2, (x,))
+    with pytest.raises(ValueError, match="3-D float32/float64 CPU tensor"):
+        native.transpose_last2(torch.zeros(2, 3, 4, 5))
+    with pytest.raises(ValueError, match="torch.int64"):
+        native.transpose_last2(torch.zeros(2, 3, 4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("C,N,order,expand,H,W,dtype", [
+    (60, 16, "4d", 1.5, 33, 17, torch.float32),    # MambaIR light's SS2D: E = 90 (5 full vector groups + a part)
+    (180, 16, "4d", 1.2, 12, 10, torch.float32),   # classic: E = 216, dt_rank 12
+    (12, 4, "2d", 2.0, 9, 7, torch.float64),
+    (20, 8, "1d", 1.3, 5, 11, torch.float32),
+    (7, 2, "4d", 1.0, 1, 9, torch.float64),        # one-row image, E = 7 < one vector
+    (9, 1, "4d", 1.0, 6, 1, torch.float32),        # one-column image, N = 1
+])
+def test_inference_kernel_channels_on_lanes_equals_materialised(C, N, order, expand, H, W, dtype):
+    """Without autograd the fused path runs the channels-on-lanes kernel (its output: a channels-last view);
+    the same numbers as the materialised path, for every supported N, partial vector groups and both layouts."""
+    torch.manual_seed(0)
+    m = SS2D(C, d_state=N, expand=expand, scan_order=order).to(dtype)
+    x = torch.randn(2, m.d_inner, H, W, dtype=dtype)
+    with torch.no_grad():
+        m.cross_scan_impl = "fused"
+        outs = [m.ssm(x), m.ssm(x.contiguous(memory_format=torch.channels_last))]
+        m.cross_scan_impl = "materialised"
+        ref = m.ssm(x)
+        L = H * W
+        Bt, E = x.shape[:2]
+        lanes = native.cross_scan_native(
+            x.reshape(Bt, E, L), torch.randn(Bt, m.directions, m.dt_rank, L, dtype=dtype), m.dt_projs_weight,
+            m.dt_projs_bias, -torch.exp(m.A_logs),
+            torch.randn(Bt, L, m.directions, 2, native.padded_state(N, dtype), dtype=dtype), m.Ds,
+            native.direction_codes(get_scan_order(order)), H, W)
+    assert lanes.transpose(1, 2).is_contiguous() and (E == 1 or not lanes.is_contiguous())   # the lane kernel ran
+    for y in outs:
+        assert _rel(y, ref) < TOL[dtype]
+
+
+def test_inference_kernel_not_used_when_gradients_are_needed_or_n_unsupported():
+    torch.manual_seed(0)
+    m = SS2D(10, d_state=5, expand=2.0, scan_order="4d")   # N = 5: the row kernel
+    x = torch.randn(1, m.d_inner, 6, 5)
+    with torch.no_grad():
+        y5 = m.ssm(x)
+        m.cross_scan_impl = "materialised"
+        assert _rel(y5, m.ssm(x)) < TOL[torch.float32]
+    m4 = SS2D(10, d_state=4, expand=2.0, scan_order="4d")
+    y = m4.ssm(x)                                           # autograd on: the row kernel, with checkpoints
+    assert y.requires_grad
+    y.sum().backward()
+    assert m4.A_logs.grad is not None and torch.isfinite(m4.A_logs.grad).all()
+
+
+def test_fused_output_is_channels_last_for_the_layer_norm():
+    """The fused path hands (Bt, E, H, W) back as a view of (Bt, H, W, E) memory, so SS2D's LayerNorm over E reads
+    it without a copy; the values equal the materialised path's."""
+    torch.manual_seed(0)
+    m = SS2D(12, d_state=4, expand=1.5, scan_order="4d")
+    x = torch.randn(1, 9, 7, m.d_inner).permute(0, 3, 1, 2)   # channels-last, as the depthwise conv leaves it
+    with torch.no_grad():
+        m.cross_scan_impl = "fused"
+        yf = m.ssm(x)
+        m.cross_scan_impl = "materialised"
+        yr = m.ssm(x)
+    assert yf.permute(0, 2, 3, 1).is_contiguous() and _rel(yf, yr) < TOL[torch.float32]
 
 
 def test_kernel_gradcheck_float64():

@@ -25,7 +25,9 @@ uniform(±dt_scale * R^-0.5), x_proj as nn.Linear's default (uniform ±E^-0.5).
 
 On the CPU (native extension built, orders "1d" / "2d" / "4d", float32 or float64) the scan core runs fused
 (:meth:`SS2D.ssm`, ``cross_scan_impl="auto"``): no (Bt, K, E, L) stack, no per-direction delta tensor, no merge
-copies; the materialised path above stays as the reference and the fallback (other orders, backends, devices).
+copies; without autograd (inference) its kernel puts channels on the SIMD lanes and reads / writes the map
+channels-last, as the depthwise conv leaves it and the LayerNorm wants it. The materialised path above stays as
+the reference and the fallback (other orders, backends, devices).
 
 Differences from the official code: the scan order is a named, configurable :mod:`restore_core.ssm.cross_scan`
 order (K follows it; the official hard-codes K=4 with inlined flips); the scan runs through
@@ -185,8 +187,8 @@ class SS2D(nn.Module):
         Bt, E, H, W = x.shape
         K, R, N, L = self.directions, self.dt_rank, self.d_state, H * W
         n_pad = native.padded_state(N, x.dtype)
-        xf = x.reshape(Bt, E, L).contiguous()                                    # u: (Bt, E, L)
         xcl = x.permute(0, 2, 3, 1).reshape(Bt, L, E)                            # a view when x is channels-last
+        xf = x.reshape(Bt, E, L) if x.is_contiguous() else xcl.transpose(1, 2)   # u: (Bt, E, L), a view
         Wx = self.x_proj_weight                                                  # (K, R+2N, E)
         dts = torch.matmul(Wx[:, :R].reshape(K * R, E), xf).view(Bt, K, R, L)    # (Bt, K, R, L)
         Wbc = Wx[:, R:].reshape(K, 2, N, E)
@@ -195,7 +197,11 @@ class SS2D(nn.Module):
         BC = torch.matmul(xcl, Wbc.reshape(K * 2 * n_pad, E).t()).view(Bt, L, K, 2, n_pad)
         y = native.cross_scan_native(xf, dts, self.dt_projs_weight, self.dt_projs_bias, -torch.exp(self.A_logs),
                                      BC, self.Ds, codes, H, W)                   # (Bt, E, L)
-        return y.view(Bt, E, H, W)
+        # returned channels-last (a (Bt, E, H, W) view of (Bt, H, W, E) memory): the LayerNorm over E that follows
+        # reads it without another copy (the inference kernel writes it so; the training one needs a transpose)
+        ycl = y.transpose(1, 2)
+        ycl = ycl if ycl.is_contiguous() else native.transpose_last2(y)
+        return ycl.view(Bt, H, W, E).permute(0, 3, 1, 2)
 
     def _ssm_materialised(self, x: Tensor) -> Tensor:
         """The reference path: materialised cross-scan, per-direction projections, selective_scan, merge."""

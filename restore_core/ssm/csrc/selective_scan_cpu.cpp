@@ -103,6 +103,27 @@ template <typename S> static inline typename Vec<S>::V vexp(typename Vec<S>::V x
   return res;
 }
 
+// exp of x <= 0 (the scan's decays exp(Δ A): Δ >= 0 after softplus, A < 0): vexp without the overflow branch;
+// below K::lo the result is 0 as in vexp.
+template <typename S> static inline typename Vec<S>::V vexp_nonpos(typename Vec<S>::V x) {
+  using V = typename Vec<S>::V;
+  using I = typename Vec<S>::I;
+  using K = ExpC<S>;
+  const V lo = splat<V>(K::lo);
+  const V xc = x < lo ? lo : x;
+  const V n = (xc * (S)1.44269504088896340736 + K::magic) - K::magic;
+  V r = xc - n * K::ln2hi;
+  r = r - n * K::ln2lo;
+  S coef[K::degree + 1];
+  coef[0] = 1;
+  for (int k = 1; k <= K::degree; ++k) coef[k] = coef[k - 1] / (S)k;
+  V p = splat<V>(coef[K::degree]);
+  for (int k = K::degree - 1; k >= 0; --k) p = p * r + coef[k];
+  const I e = (__builtin_convertvector(n, I) + K::bias) << K::mant;
+  const V res = p * (V)e;
+  return x < lo ? splat<V>((S)0) : res;
+}
+
 // log1p(e) for e in [0, 1]: 2 atanh(s), s = e / (2 + e) <= 1/3 (no cancellation for small e).
 template <typename S> static inline typename Vec<S>::V vlog1p_unit(typename Vec<S>::V e) {
   using V = typename Vec<S>::V;
@@ -738,13 +759,14 @@ static XProb<S> make_xproblem(const at::Tensor& x, const at::Tensor& dts, const 
 static void check_xinputs(const at::Tensor& x, const at::Tensor& dts, const at::Tensor& Wdt,
                           const c10::optional<at::Tensor>& bias, const at::Tensor& A, const at::Tensor& BC,
                           const c10::optional<at::Tensor>& Dskip, const std::vector<int64_t>& codes, int64_t H,
-                          int64_t W, int64_t T) {
+                          int64_t W, int64_t T, bool channels_last = false) {
   const int64_t K = (int64_t)codes.size();
   TORCH_CHECK(K >= 1 && K <= 4, "cross-scan: 1 to 4 directions");
   for (auto c : codes) TORCH_CHECK(c >= 0 && c <= 3, "cross-scan: direction codes are 0..3");
-  TORCH_CHECK(x.dim() == 3 && x.is_contiguous() && x.size(2) == H * W && H >= 1 && W >= 1,
-              "cross-scan: x contiguous (Bt, E, H*W)");
-  const int64_t nb = x.size(0), E = x.size(1), L = x.size(2);
+  const int le = channels_last ? 1 : 2;   // x: (Bt, E, L), or (Bt, L, E) channels-last
+  TORCH_CHECK(x.dim() == 3 && x.is_contiguous() && x.size(le) == H * W && H >= 1 && W >= 1,
+              channels_last ? "cross-scan: x contiguous (Bt, H*W, E)" : "cross-scan: x contiguous (Bt, E, H*W)");
+  const int64_t nb = x.size(0), E = x.size(3 - le), L = x.size(le);
   TORCH_CHECK(Wdt.dim() == 3 && Wdt.size(0) == K && Wdt.size(1) == E && Wdt.is_contiguous() && Wdt.size(2) >= 1,
               "cross-scan: Wdt contiguous (K, E, R)");
   const int64_t R = Wdt.size(2);
@@ -782,6 +804,134 @@ std::vector<at::Tensor> cross_scan_fwd(at::Tensor x, at::Tensor dts, at::Tensor 
   return {out, ckpt};
 }
 
+// ----------------------------------------------------------- fused cross-scan, inference: channels on lanes
+// The forward without checkpoints (no gradient wanted), for inference. Here a SIMD vector holds W consecutive
+// channels of one direction instead of the N states of one channel: the channels of a direction share B_t and
+// C_t, so each state n is one vector update h_n = exp(Δ A_n) h_n + Δ u B_t[n] (B_t[n] broadcast) and the output
+// y = sum_n C_t[n] h_n needs no horizontal sum. u and y are read and written channels-last, (Bt, L, E): W
+// consecutive floats per pixel, the layout SS2D's LayerNorm wants next. Δ = softplus(Wdt dts + bias) is formed
+// per pixel for the W channels (R broadcast multiply-adds). The same arithmetic as xfwd_rows, in another order.
+template <typename S>
+static inline typename Vec<S>::V load_lanes(const S* p, int m) {
+  using V = typename Vec<S>::V;
+  if (m == Vec<S>::W) return loadv<V>(p);
+  V v = splat<V>((S)0);
+  std::memcpy(&v, p, m * sizeof(S));
+  return v;
+}
+template <typename S>
+static inline void store_lanes(S* p, typename Vec<S>::V v, int m) {
+  if (m == Vec<S>::W) storev(p, v);
+  else std::memcpy(p, &v, m * sizeof(S));
+}
+
+template <typename S, int NS>
+static void xfwd_lanes_group(const XProb<S>& p, int64_t b, int64_t d0, S* out) {
+  using V = typename Vec<S>::V;
+  constexpr int W = Vec<S>::W;
+  const int m = (int)std::min<int64_t>(W, p.E - d0);   // channels in this group (the last one may be partial)
+  const int64_t L = p.L, E = p.E, R = p.R, Np = p.Np, stride = p.K * 2 * Np;
+  const S* u = p.x + b * L * E + d0;                    // u(px) = u[px * E .. + m]
+  S* o = out + b * L * E + d0;
+  {
+    S Dsum[W] = {};
+    if (p.Dskip)
+      for (int64_t k = 0; k < p.K; ++k)
+        for (int c = 0; c < m; ++c) Dsum[c] += p.Dskip[k * E + d0 + c];
+    const V Dv = load_lanes<S>(Dsum, W);
+    for (int64_t t = 0; t < L; ++t) store_lanes<S>(o + t * E, Dv * load_lanes<S>(u + t * E, m), m);
+  }
+  for (int64_t k = 0; k < p.K; ++k) {
+    S tmp[W];
+    alignas(64) S Aarr[NS][W];   // A of the group's channels per state, read from L1 each step
+    V Wv[16], h[NS];
+    for (int n = 0; n < NS; ++n) {
+      for (int c = 0; c < W; ++c) Aarr[n][c] = c < m ? p.A[(k * E + d0 + c) * Np + n] : (S)0;
+      h[n] = splat<V>((S)0);
+    }
+    for (int r = 0; r < R; ++r) {
+      for (int c = 0; c < W; ++c) tmp[c] = c < m ? p.Wdt[(k * E + d0 + c) * R + r] : (S)0;
+      Wv[r] = loadv<V>(tmp);
+    }
+    for (int c = 0; c < W; ++c) tmp[c] = c < m && p.bias ? p.bias[k * E + d0 + c] : (S)0;
+    const V biasv = loadv<V>(tmp);
+    const S* dts = p.dts + (b * p.K + k) * R * L;
+    const S* BCk = p.BC + b * L * stride + k * 2 * Np;
+    PathIter it(p.H, p.W, p.col[k], p.rev[k]), ahead(p.H, p.W, p.col[k], p.rev[k]);
+    it.seek(0);
+    // column-major paths jump W pixels a step (a new page each time, which hardware prefetchers do not follow):
+    // prefetch the rows of u, out, B and C kPrefetch steps ahead
+    constexpr int64_t kPrefetch = 12;
+    ahead.seek(std::min<int64_t>(kPrefetch, L - 1));
+    for (int64_t t = 0; t < L; ++t, it.next()) {
+      const int64_t px = it.pix();
+      if (t + kPrefetch < L) {
+        const int64_t pa = ahead.pix();
+        __builtin_prefetch(u + pa * E);
+        __builtin_prefetch(o + pa * E, 1);
+        __builtin_prefetch(BCk + pa * stride);
+        __builtin_prefetch(BCk + pa * stride + Np);
+        ahead.next();
+      }
+      V a = biasv;
+      for (int r = 0; r < R; ++r) a += Wv[r] * dts[r * L + px];
+      const V dt = p.softplus ? vsoftplus<S>(a) : a;
+      const V x = dt * load_lanes<S>(u + px * E, m);
+      const S* Bt = BCk + px * stride;
+      const S* Ct = Bt + Np;
+      V y = splat<V>((S)0);
+      for (int n = 0; n < NS; ++n) {
+        h[n] = vexp_nonpos<S>(loadv<V>(Aarr[n]) * dt) * h[n] + x * Bt[n];
+        y += h[n] * Ct[n];
+      }
+      S* op = o + px * E;
+      store_lanes<S>(op, load_lanes<S>(op, m) + y, m);
+    }
+  }
+}
+
+template <typename S, int NS>
+static void xfwd_lanes_all(const XProb<S>& p, S* out) {
+  constexpr int W = Vec<S>::W;
+  const int64_t groups = (p.E + W - 1) / W;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < p.nb * groups; ++i) xfwd_lanes_group<S, NS>(p, i / groups, (i % groups) * W, out);
+}
+
+// The supported state sizes of the lane kernel (N a compile-time constant keeps the N state vectors in registers).
+static bool lanes_supported(int64_t n) { return n == 1 || n == 2 || n == 4 || n == 8 || n == 16; }
+
+// Inference forward: x channels-last (Bt, L, E); returns out (Bt, L, E). n_state: the real N (<= Np; the padded
+// states of A / BC are skipped). Other arguments as cross_scan_fwd's; dt_rank R <= 16.
+at::Tensor cross_scan_fwd_lanes(at::Tensor x, at::Tensor dts, at::Tensor Wdt, c10::optional<at::Tensor> bias,
+                                at::Tensor A, at::Tensor BC, c10::optional<at::Tensor> Dskip,
+                                std::vector<int64_t> codes, int64_t H, int64_t W, bool softplus, int64_t n_state) {
+  check_xinputs(x, dts, Wdt, bias, A, BC, Dskip, codes, H, W, 1, /*channels_last=*/true);
+  TORCH_CHECK(lanes_supported(n_state) && n_state <= A.size(1), "cross-scan lanes: N must be 1, 2, 4, 8 or 16");
+  TORCH_CHECK(Wdt.size(2) <= 16, "cross-scan lanes: dt_rank <= 16");
+  TORCH_CHECK(softplus, "cross-scan lanes: softplus delta (its exp assumes delta A <= 0)");
+  auto out = at::empty_like(x);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cross_scan_fwd_lanes", [&] {
+    // the problem in the row kernel's terms, with x / out channels-last
+    XProb<scalar_t> p;
+    p.nb = x.size(0); p.L = x.size(1); p.E = x.size(2); p.H = H; p.W = W; p.K = (int64_t)codes.size();
+    p.R = Wdt.size(2); p.Np = A.size(1); p.T = 1; p.nck = 0; p.softplus = softplus;
+    p.x = x.data_ptr<scalar_t>(); p.dts = dts.data_ptr<scalar_t>(); p.Wdt = Wdt.data_ptr<scalar_t>();
+    p.bias = opt_ptr<scalar_t>(bias); p.A = A.data_ptr<scalar_t>(); p.BC = BC.data_ptr<scalar_t>();
+    p.Dskip = opt_ptr<scalar_t>(Dskip);
+    for (int64_t k = 0; k < p.K; ++k) { p.col[k] = (int)(codes[k] & 1); p.rev[k] = (int)((codes[k] >> 1) & 1); }
+    scalar_t* o = out.data_ptr<scalar_t>();
+    switch (n_state) {
+      case 1: xfwd_lanes_all<scalar_t, 1>(p, o); break;
+      case 2: xfwd_lanes_all<scalar_t, 2>(p, o); break;
+      case 4: xfwd_lanes_all<scalar_t, 4>(p, o); break;
+      case 8: xfwd_lanes_all<scalar_t, 8>(p, o); break;
+      default: xfwd_lanes_all<scalar_t, 16>(p, o); break;
+    }
+  });
+  return out;
+}
+
 // Returns du (Bt, E, L), ddelta (Bt, K, E, L) (d loss / d (Wdt dts + bias)), dBC per thread
 // (threads, Bt, L, K, 2, Np), dA (Bt, K*E, Np), dD and dbias (Bt, K*E), the last three float64.
 std::vector<at::Tensor> cross_scan_bwd(at::Tensor x, at::Tensor dts, at::Tensor Wdt, c10::optional<at::Tensor> bias,
@@ -812,6 +962,47 @@ std::vector<at::Tensor> cross_scan_bwd(at::Tensor x, at::Tensor dts, at::Tensor 
     DISPATCH_NV(nv, xbwd_all<scalar_t, NV>(p, q));
   });
   return {du, ddelta, dBC, dA, dD, dbias};
+}
+
+// ------------------------------------------------------------------------------------ layout conversion
+// (nb, P, Q) -> (nb, Q, P), both contiguous: the channels-last <-> channels-first conversion around the fused
+// cross-scan (x (Bt, L, E) -> u (Bt, E, L); y (Bt, E, L) -> (Bt, L, E) for the LayerNorm over E). Tiles of TB x TB
+// stay in L1 on both sides; torch's strided copy of a permuted tensor walks one side with a large stride.
+template <typename S>
+static void transpose_tiles(const S* src, S* dst, int64_t nb, int64_t P, int64_t Q) {
+  constexpr int64_t TB = 64, SB = 8;  // 64 x 64 tiles (threads), walked in 8 x 8 blocks through registers
+  const int64_t tp = (P + TB - 1) / TB, tq = (Q + TB - 1) / TB;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < nb * tp * tq; ++i) {
+    const int64_t b = i / (tp * tq), p0 = (i / tq % tp) * TB, q0 = (i % tq) * TB;
+    const int64_t p1 = std::min(P, p0 + TB), q1 = std::min(Q, q0 + TB);
+    const S* s = src + b * P * Q;
+    S* d = dst + b * P * Q;
+    for (int64_t pb = p0; pb < p1; pb += SB)
+      for (int64_t qb = q0; qb < q1; qb += SB) {
+        const int64_t pe = std::min(p1, pb + SB), qe = std::min(q1, qb + SB);
+        if (pe - pb == SB && qe - qb == SB) {
+          S blk[SB][SB];
+          for (int a = 0; a < SB; ++a)
+            for (int c = 0; c < SB; ++c) blk[c][a] = s[(pb + a) * Q + qb + c];
+          for (int c = 0; c < SB; ++c)
+            for (int a = 0; a < SB; ++a) d[(qb + c) * P + pb + a] = blk[c][a];
+        } else {
+          for (int64_t p = pb; p < pe; ++p)
+            for (int64_t q = qb; q < qe; ++q) d[q * P + p] = s[p * Q + q];
+        }
+      }
+  }
+}
+
+at::Tensor transpose_last2(at::Tensor x) {
+  TORCH_CHECK(x.dim() == 3 && x.is_contiguous() && x.device().is_cpu(),
+              "transpose_last2: a contiguous (nb, P, Q) CPU tensor");
+  auto y = at::empty({x.size(0), x.size(2), x.size(1)}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "transpose_last2", [&] {
+    transpose_tiles<scalar_t>(x.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), x.size(0), x.size(1), x.size(2));
+  });
+  return y;
 }
 
 // Vectorised exp over a contiguous tensor (the benchmarks' exp-throughput probe); returns exp(x) (written into out
@@ -862,6 +1053,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("scan_bwd", &scan_bwd, "selective scan backward (CPU)");
   m.def("cross_scan_fwd", &cross_scan_fwd, "fused K-direction 2-D cross-scan forward (CPU)");
   m.def("cross_scan_bwd", &cross_scan_bwd, "fused K-direction 2-D cross-scan backward (CPU)");
+  m.def("cross_scan_fwd_lanes", &cross_scan_fwd_lanes,
+        "fused cross-scan forward for inference, channels on SIMD lanes, channels-last x and out (CPU)");
+  m.def("transpose_last2", &transpose_last2, "(nb, P, Q) -> (nb, Q, P) contiguous, in cache tiles (CPU)");
   m.def("vector_exp", &vector_exp, "vectorised polynomial exp (float32), into out when given",
         py::arg("x"), py::arg("out") = py::none());
   m.def("exp_throughput", &exp_throughput, "exps evaluated by a register-resident exp loop (timing probe)");
