@@ -80,13 +80,11 @@ template <> struct ExpC<double> {
   static constexpr int degree = 12, bias = 1023, mant = 52;
 };
 
-template <typename S> static inline typename Vec<S>::V vexp(typename Vec<S>::V x) {
+// exp of xc already clamped to [K::lo, K::hi].
+template <typename S> static inline typename Vec<S>::V vexp_in_range(typename Vec<S>::V xc) {
   using V = typename Vec<S>::V;
   using I = typename Vec<S>::I;
   using K = ExpC<S>;
-  const V lo = splat<V>(K::lo), hi = splat<V>(K::hi);
-  V xc = x > hi ? hi : x;
-  xc = xc < lo ? lo : xc;
   const V n = (xc * (S)1.44269504088896340736 + K::magic) - K::magic;
   V r = xc - n * K::ln2hi;
   r = r - n * K::ln2lo;
@@ -97,7 +95,16 @@ template <typename S> static inline typename Vec<S>::V vexp(typename Vec<S>::V x
   V p = splat<V>(coef[K::degree]);
   for (int k = K::degree - 1; k >= 0; --k) p = p * r + coef[k];
   const I e = (__builtin_convertvector(n, I) + K::bias) << K::mant;
-  V res = p * (V)e;
+  return p * (V)e;
+}
+
+template <typename S> static inline typename Vec<S>::V vexp(typename Vec<S>::V x) {
+  using V = typename Vec<S>::V;
+  using K = ExpC<S>;
+  const V lo = splat<V>(K::lo), hi = splat<V>(K::hi);
+  V xc = x > hi ? hi : x;
+  xc = xc < lo ? lo : xc;
+  V res = vexp_in_range<S>(xc);
   res = x < lo ? splat<V>((S)0) : res;
   res = x > hi ? splat<V>(std::numeric_limits<S>::infinity()) : res;
   return res;
@@ -107,21 +114,8 @@ template <typename S> static inline typename Vec<S>::V vexp(typename Vec<S>::V x
 // below K::lo the result is 0 as in vexp.
 template <typename S> static inline typename Vec<S>::V vexp_nonpos(typename Vec<S>::V x) {
   using V = typename Vec<S>::V;
-  using I = typename Vec<S>::I;
-  using K = ExpC<S>;
-  const V lo = splat<V>(K::lo);
-  const V xc = x < lo ? lo : x;
-  const V n = (xc * (S)1.44269504088896340736 + K::magic) - K::magic;
-  V r = xc - n * K::ln2hi;
-  r = r - n * K::ln2lo;
-  S coef[K::degree + 1];
-  coef[0] = 1;
-  for (int k = 1; k <= K::degree; ++k) coef[k] = coef[k - 1] / (S)k;
-  V p = splat<V>(coef[K::degree]);
-  for (int k = K::degree - 1; k >= 0; --k) p = p * r + coef[k];
-  const I e = (__builtin_convertvector(n, I) + K::bias) << K::mant;
-  const V res = p * (V)e;
-  return x < lo ? splat<V>((S)0) : res;
+  const V lo = splat<V>(ExpC<S>::lo);
+  return x < lo ? splat<V>((S)0) : vexp_in_range<S>(x < lo ? lo : x);
 }
 
 // log1p(e) for e in [0, 1]: 2 atanh(s), s = e / (2 + e) <= 1/3 (no cancellation for small e).
