@@ -258,6 +258,28 @@ template <typename S> struct Grads {
   double *dA, *dD, *dbias;              // (Bt, D, Np), (Bt, D), (Bt, D)
 };
 
+// The backward's recomputation of one chunk of n steps from its checkpoint ck (Np values): the states hbuf[1..n]
+// (hbuf[0] = the checkpoint) and the decays abuf[0..n-1], NV vectors each. Step i reads element at(i) of dt and u
+// and row at(i) of B (rows bstride apart): t0 + i for a plain row, the direction's pixel for the cross-scan.
+template <typename S, int NV, typename At>
+static inline void recompute_chunk(const S* ck, int64_t n, At at, const S* dt, const S* u, const S* B,
+                                   int64_t bstride, const typename Vec<S>::V* Av, typename Vec<S>::V* hbuf,
+                                   typename Vec<S>::V* abuf) {
+  using V = typename Vec<S>::V;
+  constexpr int W = Vec<S>::W;
+  for (int k = 0; k < NV; ++k) hbuf[k] = loadv<V>(ck + k * W);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t t = at(i);
+    const S dtt = dt[t], x = dtt * u[t];
+    const S* Bt = B + t * bstride;
+    for (int k = 0; k < NV; ++k) {
+      const V da = vexp<S>(Av[k] * dtt);
+      abuf[i * NV + k] = da;
+      hbuf[(i + 1) * NV + k] = da * hbuf[i * NV + k] + x * loadv<V>(Bt + k * W);
+    }
+  }
+}
+
 template <typename S, int NV>
 static void bwd_row(const Problem<S>& p, const Grads<S>& q, int64_t b, int64_t d, S* dBt, S* dCt, S* dt, S* sig,
                     S* g, S* ddt, typename Vec<S>::V* hbuf, typename Vec<S>::V* abuf) {
@@ -303,17 +325,7 @@ static void bwd_row(const Problem<S>& p, const Grads<S>& q, int64_t b, int64_t d
   for (int64_t c = p.nck - 1; c >= 0; --c) {
     const int64_t t0 = c * p.T, t1 = std::min(L, t0 + p.T), n = t1 - t0;
     // Recompute the chunk's states and decays from its checkpoint.
-    for (int k = 0; k < NV; ++k) hbuf[k] = loadv<V>(ck + c * Np + k * W);
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t t = t0 + i;
-      const S dtt = dt[t], x = dtt * u[t];
-      const S* Bt = Bp + t * Np;
-      for (int k = 0; k < NV; ++k) {
-        const V da = vexp<S>(Av[k] * dtt);
-        abuf[i * NV + k] = da;
-        hbuf[(i + 1) * NV + k] = da * hbuf[i * NV + k] + x * loadv<V>(Bt + k * W);
-      }
-    }
+    recompute_chunk<S, NV>(ck + c * Np, n, [t0](int64_t i) { return t0 + i; }, dt, u, Bp, Np, Av, hbuf, abuf);
     for (int k = 0; k < NV; ++k) dAacc[k] = splat<V>((S)0);
     S dDc = 0;
     for (int64_t i = n - 1; i >= 0; --i) {
@@ -659,17 +671,8 @@ static void xbwd_row(const XProb<S>& p, const XGrads<S>& q, int64_t b, int64_t d
     for (int64_t c = p.nck - 1; c >= 0; --c) {
       const int64_t t0 = c * p.T, n = std::min(L, t0 + p.T) - t0;
       it.fill(t0, n, pix);
-      for (int j = 0; j < NV; ++j) hbuf[j] = loadv<V>(ck + c * Np + j * W);
-      for (int64_t i = 0; i < n; ++i) {
-        const int64_t px = pix[i];
-        const S dtt = dt[px], x = dtt * u[px];
-        const S* Bt = BCk + px * stride;
-        for (int j = 0; j < NV; ++j) {
-          const V da = vexp<S>(Av[j] * dtt);
-          abuf[i * NV + j] = da;
-          hbuf[(i + 1) * NV + j] = da * hbuf[i * NV + j] + x * loadv<V>(Bt + j * W);
-        }
-      }
+      recompute_chunk<S, NV>(ck + c * Np, n, [pix](int64_t i) { return pix[i]; }, dt, u, BCk, stride, Av, hbuf,
+                             abuf);
       for (int j = 0; j < NV; ++j) dAacc[j] = splat<V>((S)0);
       S dDc = 0;
       for (int64_t i = n - 1; i >= 0; --i) {
