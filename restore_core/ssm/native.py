@@ -353,13 +353,13 @@ def cross_scan_native(x: Tensor, dts: Tensor, Wdt: Tensor, bias: Optional[Tensor
                       D: Optional[Tensor], codes: List[int], H: int, W: int) -> Tensor:
     """SS2D's scan core in one kernel: K directions read from the map, delta formed per row, merged in place.
 
-    x: (Bt, E, H*W) the map (u), contiguous or a channels-last view; dts: (Bt, K, R, H*W) the dt_rank part of
-    x_proj in pixel order; Wdt: (K, E, R) (``dt_projs_weight``); bias: (K, E) (``dt_projs_bias``, softplus
-    applied); A: (K*E, N); BC: (Bt, H*W, K, 2, Np) B and C of each direction at each pixel, zero-padded to
-    Np = :func:`padded_state`; D: (K*E,); codes: from :func:`direction_codes`. Returns (Bt, E, H*W): the K directions' outputs summed (each with its D u term).
-    One dtype for all tensors (float32 or float64). Without autograd (inference, N in :data:`LANE_STATE_SIZES`)
-    the channels-on-lanes kernel runs and the result is a channels-last view; otherwise the row kernel, which
-    also stores the state checkpoints its backward needs.
+    x: (Bt, E, H*W) the map (u), contiguous or a channels-last view; dts: (Bt, K, R, H*W) the dt_rank part of x_proj
+    in pixel order; Wdt: (K, E, R) (``dt_projs_weight``); bias: (K, E) (``dt_projs_bias``, softplus applied); A:
+    (K*E, N); BC: (Bt, H*W, K, 2, Np) B and C of each direction at each pixel, zero-padded to Np =
+    :func:`padded_state`; D: (K*E,); codes: from :func:`direction_codes`. Returns (Bt, E, H*W): the K directions'
+    outputs summed (each with its D u term). One dtype for all tensors (float32 or float64). Without autograd
+    (inference, N in :data:`LANE_STATE_SIZES`) the channels-on-lanes kernel runs and the result is a channels-last
+    view; otherwise the row kernel, which also stores the state checkpoints its backward needs.
     """
     if x.device.type != "cpu":
         raise RuntimeError(f"the native cross-scan runs on the CPU, got {x.device.type} tensors")
