@@ -5,7 +5,7 @@ Sec. 3.3 ("2D selective scan module"); the layer comes from VMamba, Liu et al., 
 
 Data flow for x: (Bt, H, W, C), E = int(expand * C) inner channels, K directions, N = d_state, R = dt_rank::
 
-    x, z   = split(in_proj(x))                  Linear C -> 2E (no bias), each (Bt, H, W, E) (computed as two halves)
+    x, z   = split(in_proj(x))                  Linear C -> 2E (no bias), each (Bt, H, W, E)
     x      = SiLU(dwconv3x3(x))                 (Bt, E, H, W)
     xs     = cross_scan(x, scan_order)          (Bt, K, E, L)
     dt, B, C = x_proj_k(xs_k)                   per direction: (R + 2N) x E weights, no bias
@@ -223,12 +223,9 @@ class SS2D(nn.Module):
         """x: (Bt, H, W, C) channels-last -> (Bt, H, W, C)."""
         if x.dim() != 4 or x.shape[-1] != self.d_model:
             raise ValueError(f"SS2D expects x: (Bt, H, W, C={self.d_model}) channels-last, got {tuple(x.shape)}")
-        # in_proj as two GEMMs on the halves of its (2E, C) weight: x and z come out contiguous (the chunks of one
-        # (Bt, H, W, 2E) output are strided, which costs the conv an input copy and SiLU its fast path)
-        E = self.d_inner
-        Wi, bi = self.in_proj.weight, self.in_proj.bias
-        x, z = (F.linear(x, Wi[s], None if bi is None else bi[s]) for s in (slice(0, E), slice(E, 2 * E)))
-        x = F.silu(self.conv2d(rearrange(x, "b h w e -> b e h w")))              # (Bt, E, H, W), channels-last
+        xz = self.in_proj(x)                                                     # (Bt, H, W, 2E)
+        x, z = xz.chunk(2, dim=-1)
+        x = F.silu(self.conv2d(rearrange(x, "b h w e -> b e h w")))              # (Bt, E, H, W)
         y = rearrange(self.ssm(x), "b e h w -> b h w e")
         y = self.out_norm(y) * F.silu(z)
         return self.dropout(self.out_proj(y))
