@@ -229,3 +229,21 @@ def test_native_build_compiles_a_copy_in_the_cache_so_every_checkout_shares_it(t
     assert native.build_source(tmp_path) == first and first.stat().st_mtime_ns == stamp  # unchanged: not rewritten
     first.write_text("// stale")
     assert native.build_source(tmp_path).read_bytes() == native.SOURCE.read_bytes()
+
+
+def test_bench_scan_provenance_is_taken_before_its_own_partial_writes(tmp_path, monkeypatch):
+    """The CLI saves the report after each config; the commit must be read before the first save, or a
+    --json naming a tracked file makes a clean tree read "+dirty" at the end (the stored scan_cpu.json did)."""
+    _need("native")
+    import json
+
+    from restore_core import provenance as prov_mod
+    from restore_core.cli import main
+
+    path = tmp_path / "scan.json"
+    monkeypatch.setattr(prov_mod, "git_commit", lambda short=False: "abc123+dirty" if path.exists() else "abc123")
+    assert main(["bench", "scan", "--configs", "quick,quick", "--repeats", "1", "--methods", "native",
+                 "--json", str(path)]) == 0
+    doc = json.loads(path.read_text())
+    assert doc["provenance"]["commit"] == "abc123"
+    assert doc["provenance"]["threads"] == torch.get_num_threads()
