@@ -13,7 +13,6 @@ results" cells).
 """
 from __future__ import annotations
 
-import statistics
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .results import load_results, paired_interval
@@ -63,19 +62,19 @@ def _span(values: Sequence[float], fmt) -> str:
 
 
 # ---------------------------------------------------------------- chapter 07: effective receptive field
-def _erf_learning(r: _Rows, baselines: Mapping[str, float]) -> Tuple[str, bool]:
+def _erf_learning(r: _Rows, baselines: Mapping[str, float]) -> str:
     bicubic, blurred = baselines.get("bicubic"), baselines.get("blurred input")
     sr, deblur = [], []
     for name in r.models():
         psnr = r.value(f"{name} (trained)", "PSNR")
         if psnr is None:
             continue
-        row = r.rows[(f"{name} (trained)", "PSNR")]
-        base = blurred if "blur" in row.get("dataset", "") else bicubic
+        deblurring = "blur" in r.rows[(f"{name} (trained)", "PSNR")].get("dataset", "")
+        base = blurred if deblurring else bicubic
         if base is not None:
-            (deblur if base is blurred else sr).append((name, psnr - base))
+            (deblur if deblurring else sr).append((name, psnr - base))
     if not sr and not deblur:
-        return "* No test PSNR is stored with these maps, so whether the models learned is not checked.", False
+        return "* No test PSNR is stored with these maps, so whether the models learned is not checked."
     learned = all(m > 0 for _, m in sr + deblur)
     verdict = ("**Here the models have learned**" if learned else
                "**Not every model has learned**: the maps of those below their baseline describe networks that "
@@ -87,7 +86,7 @@ def _erf_learning(r: _Rows, baselines: Mapping[str, float]) -> Tuple[str, bool]:
     if deblur:
         parts.append(", ".join(f"{n} {m:+.2f} dB" for n, m in deblur)
                      + f" over its blurred input ({blurred:.2f} dB)")
-    return f"* {verdict}: " + "; ".join(parts) + ".", learned
+    return f"* {verdict}: " + "; ".join(parts) + "."
 
 
 def erf_findings(doc: Mapping[str, Any]) -> str:
@@ -100,8 +99,7 @@ def erf_findings(doc: Mapping[str, Any]) -> str:
             + (f"; SR models trained {steps['sr']} steps" if "sr" in steps else "")
             + (f", the deblurring model {steps['deblur']}" if "deblur" in steps else ""))
     lines = [_header(doc, what), ""]
-    learning, _ = _erf_learning(r, extra.get("test_psnr_baselines", {}))
-    lines.append(learning)
+    lines.append(_erf_learning(r, extra.get("test_psnr_baselines", {})))
 
     mambair = [m for m in r.models() if m.startswith("MambaIR") and r.value(f"{m} (init)", _FAR) is not None]
     far = {m: (r.value(f"{m} (init)", _FAR), r.value(f"{m} (trained)", _FAR)) for m in r.models()
