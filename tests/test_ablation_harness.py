@@ -191,3 +191,69 @@ def test_kept_models_are_the_trained_ones(result):
     with pytest.raises(ValueError, match="keep_models needs in-process runs"):
         run_ablation("mambair/sr_x2", VARIANTS[:1], arch="mambair", preset="tiny_sr_x2", profile="quick",
                      overrides=OVERRIDES, nproc=2, keep_models=True, log=None)
+
+
+def test_runs_side_by_side_equal_the_same_runs_one_at_a_time():
+    """workers=2: each run trains in a spawned process with half of the threads; its numbers and weights equal the
+    same one-thread run trained here, and the runs are recorded in table order with the layout and wall time."""
+    prev = torch.get_num_threads()
+    kw = dict(arch="mambair", preset="tiny_sr_x2", profile="quick", seeds=(0, 1), overrides=OVERRIDES,
+              metrics=("PSNR", "SSIM"), log=None, keep_models=True, baselines=False)
+    try:
+        torch.set_num_threads(2)
+        pooled = run_ablation("mambair/sr_x2", VARIANTS[:2], workers=2, **kw)
+        torch.set_num_threads(1)
+        serial = run_ablation("mambair/sr_x2", VARIANTS[:2], workers=1, **kw)
+    finally:
+        torch.set_num_threads(prev)
+    assert pooled.parallel == {"workers": 2, "threads_per_run": 1}
+    assert serial.parallel == {"workers": 1, "threads_per_run": 1}
+
+    def numbers(res):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in res.runs]
+
+    assert numbers(pooled) == numbers(serial)
+    assert [(r["variant"], r["seed"]) for r in pooled.runs] == [(v.name, s) for v in VARIANTS[:2] for s in (0, 1)]
+    assert pooled.values("full", "PSNR")[0] != pooled.values("full", "PSNR")[1]
+    for key, model in serial.models.items():
+        other = pooled.models[key]
+        assert not other.training
+        for (name, a), b in zip(model.state_dict().items(), other.state_dict().values()):
+            assert torch.equal(a, b), name
+    assert 0 < pooled.wall_seconds
+
+
+def test_side_by_side_layout_and_wall_time_are_stored(result, tmp_path):
+    study = dataclasses.replace(result, profile="cpu", parallel={"workers": 2, "threads_per_run": 1},
+                                wall_seconds=90.0)
+    study.save("ablation_test", paper="Test", table="T1", scale="2 steps", out_dir=tmp_path)
+    doc = load_results("ablation_test", "cpu", tmp_path)
+    assert doc["extra"]["parallel"] == {"workers": 2, "threads_per_run": 1}
+    assert doc["extra"]["minutes"] == 1.5          # the study's wall clock, not the sum over its runs
+    assert doc["extra"]["run_minutes"] == round(sum(r["seconds"] for r in result.runs) / 60, 1)
+    back = load_stored("ablation_test", "cpu", tmp_path)
+    assert back.parallel == study.parallel and back.wall_seconds == pytest.approx(90.0)
+    from restore_core.book.findings import describe_stored_study
+    text = describe_stored_study("ablation_test", "cpu", tmp_path)
+    assert "1.5 min" in text and "2 runs side by side with 1 thread(s) each" in text
+
+
+def test_workers_are_checked():
+    with pytest.raises(ValueError, match="workers must be a positive integer"):
+        run_ablation("mambair/sr_x2", VARIANTS[:1], arch="mambair", preset="tiny_sr_x2", profile="quick",
+                     overrides=OVERRIDES, workers=0, log=None)
+    with pytest.raises(ValueError, match="cannot be combined with nproc > 1"):
+        run_ablation("mambair/sr_x2", VARIANTS[:1], arch="mambair", preset="tiny_sr_x2", profile="quick",
+                     overrides=OVERRIDES, workers=2, nproc=2, log=None)
+
+
+def test_a_run_that_fails_side_by_side_raises_its_own_error():
+    prev = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with pytest.raises(ValueError, match="unknown scan order .5d."):
+            run_ablation("mambair/sr_x2", [Variant("bad order", {"scan_order": "5d"}), VARIANTS[0]],
+                         arch="mambair", preset="tiny_sr_x2", profile="quick", overrides=OVERRIDES, workers=2,
+                         baselines=False, log=None)
+    finally:
+        torch.set_num_threads(prev)

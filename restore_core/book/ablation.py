@@ -11,7 +11,9 @@ A variant is a set of model-config overrides (the registry's switches) on one pr
 Every run is the training config with ``network_g`` = ``arch`` / ``preset`` / the variant's overrides and
 ``manual_seed = seed`` (which seeds the weights, data order, crops and noise), trained by
 :func:`restore_core.train.train` in memory (no checkpoints) or, with several processes, by ``torchrun`` +
-``restore-core train`` (DDP), with one validation after the last step (and, for the reference variant,
+``restore-core train`` (DDP), or, with ``workers`` > 1, in a pool of that many worker processes that split the CPU
+threads between them (independent runs side by side: small models use two cores better as two one-thread runs
+than as one two-thread run), with one validation after the last step (and, for the reference variant,
 ``curve_points`` validations along the way: its learning curve). Seeds are paired: every variant runs the same
 seeds, so each variant's difference to the reference is taken seed by seed, and its mean gets a 95% Student-t
 interval. The call ("agrees" / "disagrees" with the paper's sign, or "unresolved" when the interval contains 0)
@@ -24,11 +26,15 @@ from __future__ import annotations
 import html
 import json
 import math
+import multiprocessing
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import torch
 
 from ..profiles import CALL_PROFILES
 from ..train import load_config, train
@@ -81,6 +87,9 @@ class AblationResult:
     steps: int
     models: Dict[Any, Any] = field(default_factory=dict, repr=False)  # (variant, seed) -> trained model
     baselines: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # name -> {metric: value, "info": {...}}
+    # how the runs shared the machine: {"workers": runs at a time, "threads_per_run": CPU threads each} (in-process)
+    parallel: Dict[str, int] = field(default_factory=dict)
+    wall_seconds: Optional[float] = None  # the whole study (every run and the baselines), as a clock measures it
 
     # ---- numbers -------------------------------------------------------------------------------------------
     def values(self, variant: str, metric: str) -> List[float]:
@@ -261,9 +270,14 @@ class AblationResult:
     def save(self, chapter: str, *, paper: str, table: str, scale: str, out_dir: Any = None, device: Any = None,
              extra: Optional[Dict[str, Any]] = None) -> Any:
         """Write ``book/results/<chapter>.<profile>.json`` (see :mod:`restore_core.book.results`)."""
+        run_minutes = round(sum(r["seconds"] for r in self.runs) / 60, 1)
         info = {"config": self.config, "arch": self.arch, "preset": self.preset, "steps": self.steps,
                 "runs": self.runs, "agreement": self.agreement_counts(), "margins": self.margins(),
-                "minutes": round(sum(r["seconds"] for r in self.runs) / 60, 1)}
+                # minutes: wall clock of the whole study when measured (runs side by side overlap), else the runs'
+                "minutes": run_minutes if self.wall_seconds is None else round(self.wall_seconds / 60, 1),
+                "run_minutes": run_minutes}
+        if self.parallel:
+            info["parallel"] = dict(self.parallel)
         info.update(extra or {})
         return save_results(chapter, self.profile, paper=paper, table=table, scale=scale, rows=self.rows(),
                             reference_variant=self.reference, baselines=self.baselines, extra=info,
@@ -316,7 +330,9 @@ def result_from_document(doc: Mapping[str, Any]) -> AblationResult:
     return AblationResult(list(variants.values()), metrics, list(extra["runs"]), first["dataset"],
                           first.get("paper_dataset") or "", doc.get("reference_variant") or first["variant"],
                           doc["profile"], extra.get("config", ""), extra.get("arch", ""), extra.get("preset", ""),
-                          int(extra.get("steps", 0)), baselines=dict(doc.get("baselines") or {}))
+                          int(extra.get("steps", 0)), baselines=dict(doc.get("baselines") or {}),
+                          parallel=dict(extra.get("parallel") or {}),
+                          wall_seconds=60.0 * extra["minutes"] if "run_minutes" in extra else None)
 
 
 def _variant_overrides(arch: str, preset: str, variant: Variant, seed: int, total_iter: int,
@@ -348,12 +364,40 @@ def _train_distributed(config: str, profile: str, overrides: Sequence[str], npro
     return log
 
 
+def _start_worker(threads: int, deterministic: bool, warn_only: bool) -> None:
+    """A pool worker's setup: its share of the CPU threads, the parent's deterministic-algorithms setting."""
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
+def _train_in_worker(cfg: Any, device: Optional[str], keep_model: bool) -> Dict[str, Any]:
+    """One in-process run inside a pool worker; returns what the parent records (and the weights when kept)."""
+    t0 = time.perf_counter()
+    res = train(cfg, device=device, save_checkpoints=False, progress=False)
+    out = {"history": res.history, "val_history": res.val_history, "steps": res.steps,
+           "params": sum(p.numel() for p in res.model.parameters()), "seconds": time.perf_counter() - t0}
+    if keep_model:
+        out["state_dict"] = {k: v.detach().cpu() for k, v in res.model.state_dict().items()}
+    return out
+
+
+def _worker_pool(workers: int, threads: int) -> ProcessPoolExecutor:
+    """``workers`` spawned processes with ``threads`` CPU threads each (spawn: no forked OpenMP state)."""
+    from ..ssm import native
+
+    native.is_available()  # build the scan extension once here, not in every worker at once
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_worker,
+                               initargs=(threads, torch.are_deterministic_algorithms_enabled(),
+                                         torch.is_deterministic_algorithms_warn_only_enabled()))
+
+
 def run_ablation(config: str, variants: Sequence[Variant], *, arch: str, preset: str, profile: str,
                  seeds: Sequence[int] = (0,), device: Optional[str] = None, overrides: Sequence[str] = (),
                  paper_dataset: str = "", metrics: Sequence[str] = ("PSNR", "SSIM"),
                  reference: Optional[str] = None, progress: bool = False, nproc: Optional[int] = None,
                  runs_dir: Optional[str] = None, log: Any = print, keep_models: bool = False,
-                 baselines: bool = True, curve_points: int = 0) -> AblationResult:
+                 baselines: bool = True, curve_points: int = 0, workers: int = 1) -> AblationResult:
     """Train and evaluate every (variant, seed); see the module docstring.
 
     config: a training config name or path (its ``profile`` section applies); overrides: dotted config overrides
@@ -370,6 +414,9 @@ def run_ablation(config: str, variants: Sequence[Variant], *, arch: str, preset:
     baselines: score the config's trivial baselines on the validation set (``result.baselines``).
     curve_points: validate the reference variant this many times along training (its learning curve; 0: only at
     the end). Every run's training-loss curve is kept in ``runs[i]["curve"]``.
+    workers: in-process runs trained side by side, each in its own spawned process with an equal share of this
+    process's CPU threads (``torch.get_num_threads() // workers``). A run's numbers depend on its thread count,
+    not on which worker ran it or when; the share is stored in ``result.parallel``.
     """
     if not variants:
         raise ValueError("run_ablation needs at least one variant")
@@ -384,6 +431,15 @@ def run_ablation(config: str, variants: Sequence[Variant], *, arch: str, preset:
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct, got {list(seeds)}")
     nproc = train_nproc() if nproc is None else int(nproc)
+    if int(workers) != workers or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if workers > 1 and nproc > 1:
+        raise ValueError("workers > 1 trains in-process runs side by side; it cannot be combined with nproc > 1 "
+                         "(torchrun runs)")
+    threads = max(1, torch.get_num_threads() // workers)
+    if workers > 1 and torch.get_num_threads() < workers:
+        raise ValueError(f"workers={workers} needs at least one CPU thread each; this process has "
+                         f"{torch.get_num_threads()}")
     if keep_models and nproc > 1:
         raise ValueError("keep_models needs in-process runs (nproc 1): torchrun runs leave their weights in "
                          "their experiment folders' checkpoints")
@@ -402,39 +458,60 @@ def run_ablation(config: str, variants: Sequence[Variant], *, arch: str, preset:
         raise ValueError(f"curve_points={curve_points} must split train.total_iter={total} into equal parts, so "
                          f"that the last validation is at the last step")
 
+    started = time.perf_counter()
+    jobs = [(v, int(seed), _variant_overrides(arch, preset, v, seed, total,
+                                              curve_every if v.name == reference else None))
+            for v in variants for seed in seeds]
     runs: List[Dict[str, Any]] = []
     models: Dict[Any, Any] = {}
-    for v in variants:
-        for seed in seeds:
-            run_over = _variant_overrides(arch, preset, v, seed, total,
-                                          curve_every if v.name == reference else None)
+
+    def record(v: Variant, seed: int, history: Sequence[Mapping[str, Any]], val_history: Sequence[Mapping[str, Any]],
+               steps: int, params: int, seconds: float) -> None:
+        final = {k: val for k, val in val_history[-1].items() if k != "step"}
+        run = {"variant": v.name, "seed": seed, "params": params, "steps": steps, "seconds": round(seconds, 2)}
+        for m, k in keys.items():
+            value = float(final[k])
+            if not math.isfinite(value):
+                raise FloatingPointError(f"variant {v.name!r} seed {seed}: {m} is {value}")
+            run[m] = value
+        run["curve"] = _curve(history, val_history, keys)
+        runs.append(run)
+        if log is not None:
+            log(f"{v.name} (seed {seed}): " + ", ".join(f"{m} {run[m]:.4f}" for m in keys))
+
+    if workers > 1:
+        pool = _worker_pool(workers, threads)
+        try:
+            futures = [pool.submit(_train_in_worker, base.with_overrides(run_over), device, keep_models)
+                       for _, _, run_over in jobs]
+            for (v, seed, run_over), fut in zip(jobs, futures):  # recorded in table order, whatever ends first
+                out = fut.result()
+                record(v, seed, out["history"], out["val_history"], out["steps"], out["params"], out["seconds"])
+                if keep_models:
+                    model = build_network(base.with_overrides(run_over))
+                    model.load_state_dict(out["state_dict"])
+                    models[(v.name, seed)] = model.eval()
+        finally:  # a failed run stops the study: the runs not yet started are dropped, not trained for nothing
+            pool.shutdown(wait=True, cancel_futures=True)
+    else:
+        for v, seed, run_over in jobs:
             cfg = base.with_overrides(run_over)
             t0 = time.perf_counter()
             if nproc > 1:
                 slug = "".join(c if c.isalnum() else "_" for c in v.name)
-                out = Path(runs_dir or "experiments/ablation") / base.name / f"{slug}_seed{seed}"
-                train_log = _train_distributed(config, profile, [*overrides, *run_over], nproc, out, device)
-                history, val_history = train_log.get("history", []), train_log["val_history"]
+                out_dir = Path(runs_dir or "experiments/ablation") / base.name / f"{slug}_seed{seed}"
+                train_log = _train_distributed(config, profile, [*overrides, *run_over], nproc, out_dir, device)
                 params = sum(p.numel() for p in build_network(cfg).parameters())
-                steps = total
+                record(v, seed, train_log.get("history", []), train_log["val_history"], total, params,
+                       time.perf_counter() - t0)
             else:
                 res = train(cfg, device=device, save_checkpoints=False, progress=progress)
-                history, val_history, steps = res.history, res.val_history, res.steps
-                params = sum(p.numel() for p in res.model.parameters())
                 if keep_models:
-                    models[(v.name, int(seed))] = res.model
-            final = {k: val for k, val in val_history[-1].items() if k != "step"}
-            run = {"variant": v.name, "seed": int(seed), "params": params, "steps": steps,
-                   "seconds": round(time.perf_counter() - t0, 2)}
-            for m, k in keys.items():
-                value = float(final[k])
-                if not math.isfinite(value):
-                    raise FloatingPointError(f"variant {v.name!r} seed {seed}: {m} is {value}")
-                run[m] = value
-            run["curve"] = _curve(history, val_history, keys)
-            runs.append(run)
-            if log is not None:
-                log(f"{v.name} (seed {seed}): " + ", ".join(f"{m} {run[m]:.4f}" for m in keys))
+                    models[(v.name, seed)] = res.model
+                record(v, seed, res.history, res.val_history, res.steps,
+                       sum(p.numel() for p in res.model.parameters()), time.perf_counter() - t0)
     scored = score_baselines(base, keys) if baselines else {}
+    parallel = {"workers": int(workers), "threads_per_run": threads} if nproc == 1 else {}
     return AblationResult(list(variants), list(metrics), runs, dataset, paper_dataset, reference, profile,
-                          config, arch, preset, total, models, scored)
+                          config, arch, preset, total, models, scored, parallel=parallel,
+                          wall_seconds=time.perf_counter() - started)

@@ -46,6 +46,9 @@ def _header(result: AblationResult, doc: Mapping[str, Any]) -> str:
     took = f", {minutes:.1f} min" if isinstance(minutes, (int, float)) else ""
     threads = prov.get("threads")
     where = f" on {threads} CPU threads" if threads else (f" on {prov['device']}" if prov.get("device") else "")
+    par = result.parallel
+    if par.get("workers", 1) > 1:
+        where += f", {par['workers']} runs side by side with {par['threads_per_run']} thread(s) each"
     return (f"*Generated from the stored {result.profile} result (commit {str(prov.get('commit', '?'))[:12]}, "
             f"{str(prov.get('date', ''))[:10]}): {len(result.variants)} variants x {len(seeds)} paired seeds "
             f"{seeds}, {result.steps} steps each, scored on {result.dataset}{took}{where}.*")
