@@ -257,3 +257,16 @@ def test_a_run_that_fails_side_by_side_raises_its_own_error():
                          baselines=False, log=None)
     finally:
         torch.set_num_threads(prev)
+
+
+def test_spinning_openmp_threads_are_warned_about_before_runs_side_by_side(monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "active")
+    prev = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with pytest.warns(RuntimeWarning, match="OMP_WAIT_POLICY=ACTIVE"):
+            res = run_ablation("mambair/sr_x2", VARIANTS[:1], arch="mambair", preset="tiny_sr_x2",
+                               profile="quick", overrides=OVERRIDES, workers=2, baselines=False, log=None)
+    finally:
+        torch.set_num_threads(prev)
+    assert len(res.runs) == 1

@@ -27,8 +27,10 @@ import html
 import json
 import math
 import multiprocessing
+import os
 import statistics
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -385,6 +387,10 @@ def _worker_pool(workers: int, threads: int) -> ProcessPoolExecutor:
     """``workers`` spawned processes with ``threads`` CPU threads each (spawn: no forked OpenMP state)."""
     from ..ssm import native
 
+    if os.environ.get("OMP_WAIT_POLICY", "").upper() == "ACTIVE":
+        warnings.warn("OMP_WAIT_POLICY=ACTIVE: this process's idle OpenMP threads keep spinning while the workers "
+                      "train and take cores from them (measured: a third of 2 cores); leave it unset (libgomp then "
+                      "spins briefly and sleeps) or PASSIVE for runs side by side", RuntimeWarning, stacklevel=3)
     native.is_available()  # build the scan extension once here, not in every worker at once
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_start_worker,
