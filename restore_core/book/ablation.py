@@ -442,10 +442,10 @@ def run_ablation(config: str, variants: Sequence[Variant], *, arch: str, preset:
     if workers > 1 and nproc > 1:
         raise ValueError("workers > 1 trains in-process runs side by side; it cannot be combined with nproc > 1 "
                          "(torchrun runs)")
-    threads = max(1, torch.get_num_threads() // workers)
-    if workers > 1 and torch.get_num_threads() < workers:
+    if torch.get_num_threads() < workers:
         raise ValueError(f"workers={workers} needs at least one CPU thread each; this process has "
                          f"{torch.get_num_threads()}")
+    threads = torch.get_num_threads() // workers
     if keep_models and nproc > 1:
         raise ValueError("keep_models needs in-process runs (nproc 1): torchrun runs leave their weights in "
                          "their experiment folders' checkpoints")
