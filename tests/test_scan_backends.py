@@ -84,10 +84,29 @@ def test_meta_backend_propagates_shapes_for_meta_tensors_only():
 def test_native_builds_when_compiler_present():
     if HAS_COMPILER:
         ext = native.load()  # raises (fails the test) if the build is broken
-        assert ext.vector_lanes(False) in (4, 8, 16)
+        # the width is the build's constant (RC_VEC_BYTES), never the CPU's widest ISA
+        assert ext.vector_lanes(False) == native.vector_bytes() // 4
+        assert ext.vector_lanes(True) == native.vector_bytes() // 8
         assert native.is_available()
     else:
         assert not native.is_available()
+
+
+def test_native_build_flags_fix_the_numbers(monkeypatch):
+    """The flags that decide rounding are the same on every machine: the vector width comes from the environment
+    (default 64 bytes) and enters the cache key; GCC fuses multiply-adds under every -mtune (AMD Zen tunings
+    would not, see restore_core/ssm/native.py); a bad width is refused by name."""
+    monkeypatch.delenv(native.VEC_BYTES_ENV, raising=False)
+    assert native.vector_bytes() == 64 and "-DRC_VEC_BYTES=64" in native.compile_flags()
+    key64 = native.cache_key()
+    monkeypatch.setenv(native.VEC_BYTES_ENV, "32")
+    assert "-DRC_VEC_BYTES=32" in native.compile_flags() and native.cache_key() != key64
+    monkeypatch.setenv(native.VEC_BYTES_ENV, "48")
+    with pytest.raises(ValueError, match="RESTORE_CORE_NATIVE_VEC_BYTES must be 16, 32 or 64, got '48'"):
+        native.compile_flags()
+    monkeypatch.delenv(native.VEC_BYTES_ENV)
+    if native._compiler_is_gcc():
+        assert "--param=avoid-fma-max-bits=0" in native.compile_flags()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

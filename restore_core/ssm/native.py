@@ -14,21 +14,39 @@ into ``$RESTORE_CORE_EXT_DIR`` (default ``~/.cache/restore_core/ext``), in a fol
 (source, torch version, compiler flags, the CPU's model name and instruction-set flags). A file lock keeps two
 processes from building at once; later processes (and test runs) only import the cached library.
 
-Flags: ``-O3 -ffp-contract=fast -fno-trapping-math -fopenmp -march=native``. ``-march=native`` would be unsafe
-in a cache shared between machines (an AVX-512 build crashes with SIGILL on an AVX2 machine), so the cache key
-includes the CPU's flag set: each CPU kind gets its own build. ``RESTORE_CORE_NATIVE_MARCH`` overrides the
-``-march`` value (e.g. ``x86-64-v3``) for a portable build. No ``-ffast-math``: the exp's rounding trick and
-NaN propagation rely on IEEE semantics. When no C++ compiler is found the backend is unavailable (``"auto"``
-falls back to "chunked"); when one is found and the build fails, the error is raised, never hidden.
+Flags: ``-O3 -ffp-contract=fast -fno-trapping-math -fopenmp -march=native --param=avoid-fma-max-bits=0
+-DRC_VEC_BYTES=64``. ``-march=native`` would be unsafe in a cache shared between machines (an AVX-512 build
+crashes with SIGILL on an AVX2 machine), so the cache key includes the CPU's flag set: each CPU kind gets its own
+build. ``RESTORE_CORE_NATIVE_MARCH`` overrides the ``-march`` value (e.g. ``x86-64-v3``) for a portable build.
+No ``-ffast-math``: the exp's rounding trick and NaN propagation rely on IEEE semantics.
+
+The kernel's own rounding is the same on every x86-64 machine with FMA. Two things in a ``-march=native`` build
+could depend on the CPU: (1) the SIMD width used to follow the ISA (64 bytes under AVX-512, 32 under AVX2) and
+the horizontal sums and padded state size follow the width: it is now a build constant, ``RC_VEC_BYTES``
+(:func:`vector_bytes`, default 64, ``$RESTORE_CORE_NATIVE_VEC_BYTES`` to change it: 16, 32 or 64; on AVX2 GCC
+splits a 64-byte vector into two 32-byte halves). Measured on a 2-vCPU AMD EPYC with AVX-512 (2026-12-03, three
+alternating runs of ``restore-core bench model --no-reference``, MambaIR light x2, 128x128): 1.21-1.37 s with 64
+bytes against 1.58-1.77 s with 32. (2) ``-march=native`` on AMD Zen implies ``-mtune=znver*``, whose
+``avoid-fma-max-bits=256`` keeps GCC from fusing multiply-add chains of up to 256 bits (scalars, 256-bit
+vectors) into FMAs, where Intel tunings fuse them: ``--param=avoid-fma-max-bits=0`` fuses them everywhere
+(512-bit code is not affected: on that EPYC the flag left chapter 03's quick training runs bit for bit unchanged).
+What still differs between CPU vendors is torch's: MKL's sgemm takes another code path on AMD than on Intel
+(``MKL_CBWR=AVX2`` moved the EPYC's numbers, and MKL documents that its reproducibility branches do not cover
+non-Intel CPUs), so a model trained on an AMD and on an Intel machine agrees to ~1e-6, not bit for bit.
+
+When no C++ compiler is found the backend is unavailable (``"auto"`` falls back to "chunked"); when one is
+found and the build fails, the error is raised, never hidden.
 """
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import logging
 import os
 import platform
 import shutil
+import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 from typing import List, Optional
@@ -49,9 +67,40 @@ def _march() -> str:
     return os.environ.get("RESTORE_CORE_NATIVE_MARCH", "native")
 
 
+VEC_BYTES_ENV = "RESTORE_CORE_NATIVE_VEC_BYTES"
+
+
+def vector_bytes() -> int:
+    """The kernel's SIMD vector width in bytes (``$RESTORE_CORE_NATIVE_VEC_BYTES``, default 64): 16, 32 or 64."""
+    raw = os.environ.get(VEC_BYTES_ENV, "64")
+    if raw not in ("16", "32", "64"):
+        raise ValueError(f"${VEC_BYTES_ENV} must be 16, 32 or 64, got {raw!r}")
+    return int(raw)
+
+
 def compile_flags() -> List[str]:
-    """The C++ flags the extension is built with (part of the cache key)."""
-    return ["-O3", "-ffp-contract=fast", "-fno-trapping-math", "-fopenmp", f"-march={_march()}"]
+    """The C++ flags the extension is built with (part of the cache key); see the module docstring."""
+    flags = ["-O3", "-ffp-contract=fast", "-fno-trapping-math", "-fopenmp", f"-march={_march()}"]
+    if _compiler_is_gcc():
+        flags.append("--param=avoid-fma-max-bits=0")   # a GCC tuning parameter (clang has no such tuning)
+    return flags + [f"-DRC_VEC_BYTES={vector_bytes()}"]
+
+
+@functools.lru_cache(maxsize=None)
+def _gcc_version_text(cxx: Optional[str]) -> str:
+    if cxx is None:
+        return ""
+    try:
+        return subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _compiler_is_gcc() -> bool:
+    """True when the C++ compiler is GCC (its ``--version`` names neither clang nor another vendor)."""
+    text = _gcc_version_text(compiler())
+    return bool(text) and "clang" not in text.lower() and ("gcc" in text.lower() or "g++" in text.lower()
+                                                            or "free software foundation" in text.lower())
 
 
 def _cpu_signature() -> str:

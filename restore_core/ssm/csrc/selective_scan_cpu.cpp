@@ -21,13 +21,15 @@
 #include <limits>
 #include <vector>
 
-#if defined(__AVX512F__)
-constexpr int kVecBytes = 64;
-#elif defined(__AVX__)
-constexpr int kVecBytes = 32;
-#else
-constexpr int kVecBytes = 16;
+// The vector width is a build constant (restore_core/ssm/native.py passes -DRC_VEC_BYTES, 64 by default), not the
+// machine's widest ISA: the horizontal sums, reductions and padded state size follow the width, so a width chosen
+// per ISA rounds differently on AVX2 and AVX-512 machines. Without AVX-512, GCC compiles a 64-byte vector as two
+// 32-byte halves (the same numbers).
+#ifndef RC_VEC_BYTES
+#define RC_VEC_BYTES 64
 #endif
+constexpr int kVecBytes = RC_VEC_BYTES;
+static_assert(kVecBytes == 16 || kVecBytes == 32 || kVecBytes == 64, "RC_VEC_BYTES must be 16, 32 or 64");
 
 template <typename S> struct Vec;
 template <> struct Vec<float> {
