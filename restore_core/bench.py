@@ -506,9 +506,10 @@ def run_model_benchmark(model: str = "mambair-light-x2", size: int = 128, thread
                         seed: int = 0) -> Dict[str, object]:
     """Time one forward pass of ``model`` (eval, no grad) on a (1, C, size, size) input, in ONE process: ours
     (median of ``repeats``), the reference of :func:`_reference_forward` (median of ``reference_repeats``; skipped
-    with ``reference=False``), and the floor = MACs / GEMM rate + exps / vector-exp rate, both rates measured in
-    this run (:func:`measure_gemm_rate`, :func:`measure_vector_exp_rate`: the fastest of torch.exp and the native
-    exp over a 64 MB array and the native exp in registers). Returns a dict (see :func:`format_model_report`); torch's thread count is restored."""
+    with ``reference=False``), and the floor = MACs / GEMM rate + exps / exp rate, both rates measured in this
+    run (:func:`measure_gemm_rate`, :func:`measure_vector_exp_rate`: the fastest of torch.exp and the native exp
+    over a 64 MB array and the native exp in registers). Returns a dict (see :func:`format_model_report`);
+    torch's thread count is restored."""
     if size < 2 or repeats < 1 or reference_repeats < 1:
         raise ValueError("--size must be >= 2, --repeats and --reference-repeats >= 1")
     if threads is not None and threads < 1:

@@ -87,7 +87,8 @@ def compile_flags() -> List[str]:
 
 
 @functools.lru_cache(maxsize=None)
-def _gcc_version_text(cxx: Optional[str]) -> str:
+def _compiler_version_text(cxx: Optional[str]) -> str:
+    """What ``cxx --version`` prints ("" when it cannot run)."""
     if cxx is None:
         return ""
     try:
@@ -97,10 +98,9 @@ def _gcc_version_text(cxx: Optional[str]) -> str:
 
 
 def _compiler_is_gcc() -> bool:
-    """True when the C++ compiler is GCC (its ``--version`` names neither clang nor another vendor)."""
-    text = _gcc_version_text(compiler())
-    return bool(text) and "clang" not in text.lower() and ("gcc" in text.lower() or "g++" in text.lower()
-                                                            or "free software foundation" in text.lower())
+    """True when the C++ compiler is GCC: its ``--version`` says gcc / g++ / Free Software Foundation, not clang."""
+    text = _compiler_version_text(compiler()).lower()
+    return "clang" not in text and any(s in text for s in ("gcc", "g++", "free software foundation"))
 
 
 def _cpu_signature() -> str:
