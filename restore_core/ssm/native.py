@@ -24,9 +24,11 @@ The kernel's own rounding is the same on every x86-64 machine with FMA. Two thin
 could depend on the CPU: (1) the SIMD width used to follow the ISA (64 bytes under AVX-512, 32 under AVX2) and
 the horizontal sums and padded state size follow the width: it is now a build constant, ``RC_VEC_BYTES``
 (:func:`vector_bytes`, default 64, ``$RESTORE_CORE_NATIVE_VEC_BYTES`` to change it: 16, 32 or 64; on AVX2 GCC
-splits a 64-byte vector into two 32-byte halves). Measured on a 2-vCPU AMD EPYC with AVX-512 (2026-12-03, three
-alternating runs of ``restore-core bench model --no-reference``, MambaIR light x2, 128x128): 1.21-1.37 s with 64
-bytes against 1.58-1.77 s with 32. (2) ``-march=native`` on AMD Zen implies ``-mtune=znver*``, whose
+splits a 64-byte vector into two 32-byte halves). Checked on a 2-vCPU AMD EPYC with AVX-512 (2026-12-03): a
+``RESTORE_CORE_NATIVE_MARCH=x86-64-v3`` build (AVX2 only, no zmm register in it) trains chapter 03's quick runs
+to the same PSNR / SSIM bit for bit as the native AVX-512 build. Width 32 against 64 there, the same kernel
+source otherwise (three alternating runs of ``restore-core bench model --no-reference``, MambaIR light x2,
+128x128): 1.58-1.77 s against 1.21-1.37 s, so 64 is the default. (2) ``-march=native`` on AMD Zen implies ``-mtune=znver*``, whose
 ``avoid-fma-max-bits=256`` keeps GCC from fusing multiply-add chains of up to 256 bits (scalars, 256-bit
 vectors) into FMAs, where Intel tunings fuse them: ``--param=avoid-fma-max-bits=0`` fuses them everywhere
 (512-bit code is not affected: on that EPYC the flag left chapter 03's quick training runs bit for bit unchanged).
