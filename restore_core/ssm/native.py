@@ -28,10 +28,11 @@ splits a 64-byte vector into two 32-byte halves). Checked on a 2-vCPU AMD EPYC w
 ``RESTORE_CORE_NATIVE_MARCH=x86-64-v3`` build (AVX2 only, no zmm register in it) trains chapter 03's quick runs
 to the same PSNR / SSIM bit for bit as the native AVX-512 build. Width 32 against 64 there, the same kernel
 source otherwise (three alternating runs of ``restore-core bench model --no-reference``, MambaIR light x2,
-128x128): 1.58-1.77 s against 1.21-1.37 s, so 64 is the default. (2) ``-march=native`` on AMD Zen implies ``-mtune=znver*``, whose
-``avoid-fma-max-bits=256`` keeps GCC from fusing multiply-add chains of up to 256 bits (scalars, 256-bit
-vectors) into FMAs, where Intel tunings fuse them: ``--param=avoid-fma-max-bits=0`` fuses them everywhere
-(512-bit code is not affected: on that EPYC the flag left chapter 03's quick training runs bit for bit unchanged).
+128x128): 1.58-1.77 s against 1.21-1.37 s, so 64 is the default. (2) ``-march=native`` on AMD Zen implies
+``-mtune=znver*``, whose ``avoid-fma-max-bits=256`` keeps GCC from fusing multiply-add chains of up to 256
+bits (scalars, 256-bit vectors) into FMAs, where Intel tunings fuse them: ``--param=avoid-fma-max-bits=0``
+fuses them everywhere (512-bit code is not affected: on that EPYC the flag left chapter 03's quick training runs
+bit for bit unchanged).
 What still differs between CPU vendors is torch's: MKL's sgemm takes another code path on AMD than on Intel
 (``MKL_CBWR=AVX2`` moved the EPYC's numbers, and MKL documents that its reproducibility branches do not cover
 non-Intel CPUs), so a model trained on an AMD and on an Intel machine agrees to ~1e-6, not bit for bit.
