@@ -36,11 +36,13 @@ template <> struct Vec<float> {
   static constexpr int W = kVecBytes / 4;
   typedef float V __attribute__((vector_size(kVecBytes)));
   typedef int32_t I __attribute__((vector_size(kVecBytes)));
+  typedef uint32_t U __attribute__((vector_size(kVecBytes)));
 };
 template <> struct Vec<double> {
   static constexpr int W = kVecBytes / 8;
   typedef double V __attribute__((vector_size(kVecBytes)));
   typedef int64_t I __attribute__((vector_size(kVecBytes)));
+  typedef uint64_t U __attribute__((vector_size(kVecBytes)));
 };
 
 template <typename V, typename S> static inline V splat(S s) { return V{} + s; }
@@ -118,6 +120,54 @@ template <typename S> static inline typename Vec<S>::V vexp_nonpos(typename Vec<
   using V = typename Vec<S>::V;
   const V lo = splat<V>(ExpC<S>::lo);
   return x < lo ? splat<V>((S)0) : vexp_in_range<S>(x < lo ? lo : x);
+}
+
+// 2^t for t <= 0: the lane kernel's decays exp(Δ A) = 2^(Δ A log2 e), with A log2 e formed once per channel.
+// n = round(t) (the 1.5 * 2^mantissa trick), f = t - n in [-1/2, 1/2], 2^f by a polynomial, and 2^n added into the
+// exponent bits of 2^f with an integer add (2^f >= 2^-1/2, so the sum is a normal number for n >= -125): no
+// Cody-Waite split and no multiply by 2^n: 6 multiply-adds where vexp_nonpos spends 10 and a multiply. Below 2^-125
+// the result is 0 (vexp_nonpos: below e^-87.3). t itself carries the roundings of A log2 e and of its product with
+// Δ (and log2 e's own, 0.22 2^-24): at most 2.22 |Δ A| 2^-24 relative on the decay e^(Δ A), i.e. at most
+// 2.22 2^-24 / e = 5e-8 absolute on a value in [0, 1] (it multiplies the state), under the float32 spacing of
+// decays near 1.
+template <typename S> constexpr S kLog2e = (S)1.44269504088896340736;
+template <typename S> struct Exp2C;
+template <> struct Exp2C<float> {
+  // minimax (relative error) fit of 2^f on [-1/2, 1/2], degree 6, coefficients rounded to float32: 1.9e-9 relative
+  // in exact arithmetic, at most 2 float32 spacings below 1 evaluated by Horner with FMAs
+  // (tests/test_scan_decay_exp.py)
+  static constexpr int degree = 6, mant = 23;
+  static constexpr float lo = -125.0f, magic = 12582912.0f;
+  static constexpr float c[degree + 1] = {1.0f, 0.6931471824645996f, 0.24022646248340607f, 0.05550328642129898f,
+                                          0.009618489071726799f, 0.0013399930903688073f, 0.00015345810970757157f};
+};
+template <> struct Exp2C<double> {
+  // Taylor series of 2^f = e^(f ln 2), degree 13: (ln 2 / 2)^14 / 14! = 5e-18 relative truncation error
+  static constexpr int degree = 13, mant = 52;
+  static constexpr double lo = -1021.0, magic = 6755399441055744.0;
+  static constexpr double coef(int k) { return k == 0 ? 1.0 : coef(k - 1) * 0.69314718055994530942 / k; }
+};
+template <typename S> static inline S exp2_coef(int k);
+template <> inline float exp2_coef<float>(int k) { return Exp2C<float>::c[k]; }
+template <> inline double exp2_coef<double>(int k) { return Exp2C<double>::coef(k); }
+
+template <typename S> static inline typename Vec<S>::V vexp2_nonpos(typename Vec<S>::V t) {
+  using V = typename Vec<S>::V;
+  using U = typename Vec<S>::U;   // unsigned: the shift below wraps by definition
+  using K = Exp2C<S>;
+  const V lo = splat<V>(K::lo);
+  const V tc = t < lo ? lo : t;
+  const V tm = tc + K::magic;        // n in the low mantissa bits (|n| < 2^(mant-1))
+  const V f = tc - (tm - K::magic);  // exact: t and n are within a factor 2 of each other or f = t
+  V p = splat<V>(exp2_coef<S>(K::degree));
+  for (int k = K::degree - 1; k >= 0; --k) p = p * f + exp2_coef<S>(k);
+  U pb, nb;
+  std::memcpy(&pb, &p, sizeof(V));
+  std::memcpy(&nb, &tm, sizeof(V));
+  pb += nb << K::mant;               // magic's own bits shift out: this adds n to the exponent field
+  V r;
+  std::memcpy(&r, &pb, sizeof(V));
+  return t < lo ? splat<V>((S)0) : r;
 }
 
 // log1p(e) for e in [0, 1]: 2 atanh(s), s = e / (2 + e) <= 1/3 (no cancellation for small e).
@@ -809,7 +859,13 @@ std::vector<at::Tensor> cross_scan_fwd(at::Tensor x, at::Tensor dts, at::Tensor 
 // C_t, so each state n is one vector update h_n = exp(Δ A_n) h_n + Δ u B_t[n] (B_t[n] broadcast) and the output
 // y = sum_n C_t[n] h_n needs no horizontal sum. u and y are read and written channels-last, (Bt, L, E): W
 // consecutive floats per pixel, the layout SS2D's LayerNorm wants next. Δ = softplus(Wdt dts + bias) is formed
-// per pixel for the W channels (R broadcast multiply-adds). The same arithmetic as xfwd_rows, in another order.
+// per pixel for the W channels (R broadcast multiply-adds). The same recurrence as xfwd_rows, in another order, with
+// the decays by vexp2_nonpos and y summed in kLaneSums partial sums. Steps go in blocks of kLaneBlock: pass 1 forms
+// Δ and Δ u of the block (the softplus's latency, ~100 cycles, off the recurrence's path), pass 2 runs the
+// recurrence. On a 2-core AMD EPYC (Zen 5) the two passes and the partial sums took the kernel from 19 to 11 ms on
+// MambaIR light's layer (E = 90, 128x128, K = 4), the exp2 decays ~13 -> ~11 ms of that (side-by-side builds);
+// keeping the decays of a block in L1 (a third pass) was slower (16.5 ms), as the N = 16 states must stay in
+// registers (`#pragma GCC unroll`: a rolled state loop keeps them on the stack).
 template <typename S>
 static inline typename Vec<S>::V load_lanes(const S* p, int m) {
   using V = typename Vec<S>::V;
@@ -823,6 +879,9 @@ static inline void store_lanes(S* p, typename Vec<S>::V v, int m) {
   if (m == Vec<S>::W) storev(p, v);
   else std::memcpy(p, &v, m * sizeof(S));
 }
+
+constexpr int kLaneBlock = 16;   // steps per block of the lane kernel's two passes
+constexpr int kLaneSums = 4;     // partial sums of y = C . h
 
 template <typename S, int NS>
 static void xfwd_lanes_group(const XProb<S>& p, int64_t b, int64_t d0, S* out) {
@@ -842,10 +901,10 @@ static void xfwd_lanes_group(const XProb<S>& p, int64_t b, int64_t d0, S* out) {
   }
   for (int64_t k = 0; k < p.K; ++k) {
     S tmp[W];
-    alignas(64) S Aarr[NS][W];   // A of the group's channels per state, read from L1 each step
+    alignas(64) S Aarr[NS][W];   // A log2 e of the group's channels per state, read from L1 each step
     V Wv[16], h[NS];
     for (int n = 0; n < NS; ++n) {
-      for (int c = 0; c < W; ++c) Aarr[n][c] = c < m ? p.A[(k * E + d0 + c) * Np + n] : (S)0;
+      for (int c = 0; c < W; ++c) Aarr[n][c] = c < m ? p.A[(k * E + d0 + c) * Np + n] * kLog2e<S> : (S)0;
       h[n] = splat<V>((S)0);
     }
     for (int r = 0; r < R; ++r) {
@@ -860,31 +919,50 @@ static void xfwd_lanes_group(const XProb<S>& p, int64_t b, int64_t d0, S* out) {
     it.seek(0);
     // column-major paths jump W pixels a step (a new page each time, which hardware prefetchers do not follow):
     // prefetch the rows of u, out, B and C kPrefetch steps ahead
-    constexpr int64_t kPrefetch = 12;
+    constexpr int64_t kPrefetch = 2 * kLaneBlock;
     ahead.seek(std::min<int64_t>(kPrefetch, L - 1));
-    for (int64_t t = 0; t < L; ++t, it.next()) {
-      const int64_t px = it.pix();
-      if (t + kPrefetch < L) {
-        const int64_t pa = ahead.pix();
-        __builtin_prefetch(u + pa * E);
-        __builtin_prefetch(o + pa * E, 1);
-        __builtin_prefetch(BCk + pa * stride);
-        __builtin_prefetch(BCk + pa * stride + Np);
-        ahead.next();
+    V dtb[kLaneBlock], xb[kLaneBlock];
+    int64_t pxb[kLaneBlock];
+    for (int64_t t0 = 0; t0 < L; t0 += kLaneBlock) {
+      const int nt = (int)std::min<int64_t>(kLaneBlock, L - t0);
+      // pass 1: Δ = softplus(Wdt dts + bias) and Δ u of the block's steps (independent of each other: their long
+      // softplus latencies overlap instead of sitting on each step's path to the recurrence)
+      for (int i = 0; i < nt; ++i, it.next()) {
+        const int64_t px = it.pix();
+        if (t0 + i + kPrefetch < L) {
+          const int64_t pa = ahead.pix();
+          __builtin_prefetch(u + pa * E);
+          __builtin_prefetch(o + pa * E, 1);
+          __builtin_prefetch(BCk + pa * stride);
+          __builtin_prefetch(BCk + pa * stride + Np);
+          ahead.next();
+        }
+        V a = biasv;
+        for (int r = 0; r < R; ++r) a += Wv[r] * dts[r * L + px];
+        const V dt = p.softplus ? vsoftplus<S>(a) : a;
+        pxb[i] = px;
+        dtb[i] = dt;
+        xb[i] = dt * load_lanes<S>(u + px * E, m);
       }
-      V a = biasv;
-      for (int r = 0; r < R; ++r) a += Wv[r] * dts[r * L + px];
-      const V dt = p.softplus ? vsoftplus<S>(a) : a;
-      const V x = dt * load_lanes<S>(u + px * E, m);
-      const S* Bt = BCk + px * stride;
-      const S* Ct = Bt + Np;
-      V y = splat<V>((S)0);
-      for (int n = 0; n < NS; ++n) {
-        h[n] = vexp_nonpos<S>(loadv<V>(Aarr[n]) * dt) * h[n] + x * Bt[n];
-        y += h[n] * Ct[n];
+      // pass 2: the recurrence; y = sum_n C_t[n] h_n in kLaneSums partial sums (short dependency chains)
+      for (int i = 0; i < nt; ++i) {
+        const int64_t px = pxb[i];
+        const V dt = dtb[i], x = xb[i];
+        const S* Bt = BCk + px * stride;
+        const S* Ct = Bt + Np;
+        constexpr int NY = NS < kLaneSums ? NS : kLaneSums;
+        V y[NY];
+        for (int j = 0; j < NY; ++j) y[j] = splat<V>((S)0);
+#pragma GCC unroll 16
+        for (int n = 0; n < NS; ++n) {
+          h[n] = vexp2_nonpos<S>(loadv<V>(Aarr[n]) * dt) * h[n] + x * Bt[n];
+          y[n % NY] += h[n] * Ct[n];
+        }
+        for (int w = NY / 2; w >= 1; w /= 2)
+          for (int j = 0; j < w; ++j) y[j] += y[j + w];
+        S* op = o + px * E;
+        store_lanes<S>(op, load_lanes<S>(op, m) + y[0], m);
       }
-      S* op = o + px * E;
-      store_lanes<S>(op, load_lanes<S>(op, m) + y, m);
     }
   }
 }
@@ -1004,9 +1082,16 @@ at::Tensor transpose_last2(at::Tensor x) {
   return y;
 }
 
-// Vectorised exp over a contiguous tensor (the benchmarks' exp-throughput probe); returns exp(x) (written into out
-// when given: a preallocated output keeps page faults out of the timing).
-at::Tensor vector_exp(at::Tensor x, c10::optional<at::Tensor> out) {
+// e^x for x <= 0 as the lane kernel computes its decays: 2^(x log2 e) by vexp2_nonpos, x log2 e rounded once (the
+// kernel rounds (A log2 e) Δ: also one product of a float32 pair).
+template <typename S> static inline typename Vec<S>::V vdecay(typename Vec<S>::V x) {
+  return vexp2_nonpos<S>(x * kLog2e<S>);
+}
+
+// Vectorised exp over a contiguous tensor (the benchmarks' exp-throughput probe and the tests' window on the two
+// exps); returns exp(x) (written into out when given: a preallocated output keeps page faults out of the timing).
+// decay: the lane kernel's decay exp (vdecay, for x <= 0) instead of vexp.
+at::Tensor vector_exp(at::Tensor x, c10::optional<at::Tensor> out, bool decay) {
   TORCH_CHECK(x.is_contiguous() && x.scalar_type() == at::kFloat, "vector_exp: contiguous float32");
   auto y = out.has_value() && out->defined() ? *out : at::empty_like(x);
   TORCH_CHECK(y.sizes() == x.sizes() && y.is_contiguous() && y.scalar_type() == at::kFloat,
@@ -1017,14 +1102,24 @@ at::Tensor vector_exp(at::Tensor x, c10::optional<at::Tensor> out) {
   constexpr int W = Vec<float>::W;
   const int64_t n = x.numel(), blocks = n / W;
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < blocks; ++i) storev(yp + i * W, vexp<float>(loadv<V>(xp + i * W)));
-  for (int64_t i = blocks * W; i < n; ++i) yp[i] = std::exp(xp[i]);
+  for (int64_t i = 0; i < blocks; ++i) {
+    const V v = loadv<V>(xp + i * W);
+    storev(yp + i * W, decay ? vdecay<float>(v) : vexp<float>(v));
+  }
+  if (blocks * W < n) {   // the tail through one zero-padded vector: the same arithmetic as the rest
+    float tmp[W] = {};
+    std::memcpy(tmp, xp + blocks * W, (n - blocks * W) * sizeof(float));
+    const V v = loadv<V>(tmp);
+    storev(tmp, decay ? vdecay<float>(v) : vexp<float>(v));
+    std::memcpy(yp + blocks * W, tmp, (n - blocks * W) * sizeof(float));
+  }
   return y;
 }
 
-// Compute-bound exp throughput probe: each OpenMP thread evaluates `iters` x 4 vectors of exps in registers.
-// Returns the number of exps evaluated (the caller times the call); the checksum keeps the work alive.
-std::vector<double> exp_throughput(int64_t iters) {
+// Compute-bound exp throughput probe: each OpenMP thread evaluates `iters` x 4 vectors of exps in registers (vexp,
+// or with decay the lane kernel's vdecay on the same arguments, all <= 0). Returns the number of exps evaluated (the
+// caller times the call); the checksum keeps the work alive.
+template <bool Decay> static std::vector<double> exp_throughput_impl(int64_t iters) {
   using V = Vec<float>::V;
   double checksum = 0, count = 0;
 #pragma omp parallel reduction(+ : checksum, count)
@@ -1033,16 +1128,19 @@ std::vector<double> exp_throughput(int64_t iters) {
     V x0 = splat<V>(start), x1 = x0 - 0.5f, x2 = x0 - 1.0f, x3 = x0 - 1.5f;
     V a0 = splat<V>(0.f), a1 = a0, a2 = a0, a3 = a0;
     for (int64_t i = 0; i < iters; ++i) {
-      a0 += vexp<float>(x0);
-      a1 += vexp<float>(x1);
-      a2 += vexp<float>(x2);
-      a3 += vexp<float>(x3);
+      a0 += Decay ? vdecay<float>(x0) : vexp<float>(x0);
+      a1 += Decay ? vdecay<float>(x1) : vexp<float>(x1);
+      a2 += Decay ? vdecay<float>(x2) : vexp<float>(x2);
+      a3 += Decay ? vdecay<float>(x3) : vexp<float>(x3);
       x0 -= 1e-6f; x1 -= 1e-6f; x2 -= 1e-6f; x3 -= 1e-6f;
     }
     checksum += (double)hsum<float>(a0 + a1 + a2 + a3);
     count += 4.0 * Vec<float>::W * (double)iters;
   }
   return {count, checksum};
+}
+std::vector<double> exp_throughput(int64_t iters, bool decay) {
+  return decay ? exp_throughput_impl<true>(iters) : exp_throughput_impl<false>(iters);
 }
 
 int64_t vector_lanes(bool fp64) { return fp64 ? Vec<double>::W : Vec<float>::W; }
@@ -1055,8 +1153,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cross_scan_fwd_lanes", &cross_scan_fwd_lanes,
         "fused cross-scan forward for inference, channels on SIMD lanes, channels-last x and out (CPU)");
   m.def("transpose_last2", &transpose_last2, "(nb, P, Q) -> (nb, Q, P) contiguous, in cache tiles (CPU)");
-  m.def("vector_exp", &vector_exp, "vectorised polynomial exp (float32), into out when given",
-        py::arg("x"), py::arg("out") = py::none());
-  m.def("exp_throughput", &exp_throughput, "exps evaluated by a register-resident exp loop (timing probe)");
+  m.def("vector_exp", &vector_exp, "vectorised polynomial exp (float32), into out when given; decay: the lane "
+        "kernel's exp for x <= 0", py::arg("x"), py::arg("out") = py::none(), py::arg("decay") = false);
+  m.def("exp_throughput", &exp_throughput, "exps evaluated by a register-resident exp loop (timing probe)",
+        py::arg("iters"), py::arg("decay") = false);
   m.def("vector_lanes", &vector_lanes, "SIMD lanes per state vector");
 }
