@@ -155,10 +155,9 @@ template <typename S> static inline typename Vec<S>::V vexp2_nonpos(typename Vec
   using V = typename Vec<S>::V;
   using U = typename Vec<S>::U;   // unsigned: the shift below wraps by definition
   using K = Exp2C<S>;
-  const V lo = splat<V>(K::lo);
-  const V tc = t < lo ? lo : t;
-  const V tm = tc + K::magic;        // n in the low mantissa bits (|n| < 2^(mant-1))
-  const V f = tc - (tm - K::magic);  // exact: t and n are within a factor 2 of each other or f = t
+  // no clamp: where t < lo (or -inf) the bits computed are garbage and the final select replaces them by 0
+  const V tm = t + K::magic;         // n in the low mantissa bits (|n| < 2^(mant-1))
+  const V f = t - (tm - K::magic);   // exact: t and n are within a factor 2 of each other or f = t
   V p = splat<V>(exp2_coef<S>(K::degree));
   for (int k = K::degree - 1; k >= 0; --k) p = p * f + exp2_coef<S>(k);
   U pb, nb;
@@ -167,7 +166,7 @@ template <typename S> static inline typename Vec<S>::V vexp2_nonpos(typename Vec
   pb += nb << K::mant;               // magic's own bits shift out: this adds n to the exponent field
   V r;
   std::memcpy(&r, &pb, sizeof(V));
-  return t < lo ? splat<V>((S)0) : r;
+  return t < K::lo ? splat<V>((S)0) : r;
 }
 
 // log1p(e) for e in [0, 1]: 2 atanh(s), s = e / (2 + e) <= 1/3 (no cancellation for small e).
@@ -860,12 +859,14 @@ std::vector<at::Tensor> cross_scan_fwd(at::Tensor x, at::Tensor dts, at::Tensor 
 // y = sum_n C_t[n] h_n needs no horizontal sum. u and y are read and written channels-last, (Bt, L, E): W
 // consecutive floats per pixel, the layout SS2D's LayerNorm wants next. Δ = softplus(Wdt dts + bias) is formed
 // per pixel for the W channels (R broadcast multiply-adds). The same recurrence as xfwd_rows, in another order, with
-// the decays by vexp2_nonpos and y summed in kLaneSums partial sums. Steps go in blocks of kLaneBlock: pass 1 forms
-// Δ and Δ u of the block (the softplus's latency, ~100 cycles, off the recurrence's path), pass 2 runs the
-// recurrence. On a 2-core AMD EPYC (Zen 5) the two passes and the partial sums took the kernel from 19 to 11 ms on
-// MambaIR light's layer (E = 90, 128x128, K = 4), the exp2 decays ~13 -> ~11 ms of that (side-by-side builds);
-// keeping the decays of a block in L1 (a third pass) was slower (16.5 ms), as the N = 16 states must stay in
-// registers (`#pragma GCC unroll`: a rolled state loop keeps them on the stack).
+// the decays by vexp2_nonpos. Steps go in blocks of kLaneBlock: pass 1 forms Δ and Δ u of the block's steps (the
+// softplus's long latency overlaps across steps instead of sitting on each step's path to the recurrence); pass 2
+// runs the recurrence kLaneStates states at a time (each h_n walks the block's steps in a register: independent
+// chains, few live registers) and sums y_t over n in order in an L1 buffer. Measured on a 2-core AMD EPYC (Zen 5),
+// MambaIR light's layer (E = 90, 128x128, K = 4, N = 16), builds side by side in one process: the former
+// one-pass kernel 19 ms (GCC kept its 16 states on the stack); two passes ~13 ms; with the exp2 decays ~10.5 ms;
+// with the states-in-registers pass 2 ~10.2 ms (pass 1 alone: ~3.5 ms). Keeping a block's decays in L1 (a third
+// pass) was slower (16.5 ms).
 template <typename S>
 static inline typename Vec<S>::V load_lanes(const S* p, int m) {
   using V = typename Vec<S>::V;
@@ -881,7 +882,7 @@ static inline void store_lanes(S* p, typename Vec<S>::V v, int m) {
 }
 
 constexpr int kLaneBlock = 16;   // steps per block of the lane kernel's two passes
-constexpr int kLaneSums = 4;     // partial sums of y = C . h
+constexpr int kLaneStates = 4;   // states interleaved in the lane kernel's recurrence pass
 
 template <typename S, int NS>
 static void xfwd_lanes_group(const XProb<S>& p, int64_t b, int64_t d0, S* out) {
@@ -944,24 +945,32 @@ static void xfwd_lanes_group(const XProb<S>& p, int64_t b, int64_t d0, S* out) {
         dtb[i] = dt;
         xb[i] = dt * load_lanes<S>(u + px * E, m);
       }
-      // pass 2: the recurrence; y = sum_n C_t[n] h_n in kLaneSums partial sums (short dependency chains)
-      for (int i = 0; i < nt; ++i) {
-        const int64_t px = pxb[i];
-        const V dt = dtb[i], x = xb[i];
-        const S* Bt = BCk + px * stride;
-        const S* Ct = Bt + Np;
-        constexpr int NY = NS < kLaneSums ? NS : kLaneSums;
-        V y[NY];
-        for (int j = 0; j < NY; ++j) y[j] = splat<V>((S)0);
-#pragma GCC unroll 16
-        for (int n = 0; n < NS; ++n) {
-          h[n] = vexp2_nonpos<S>(loadv<V>(Aarr[n]) * dt) * h[n] + x * Bt[n];
-          y[n % NY] += h[n] * Ct[n];
+      // pass 2: the recurrence, G states at a time: each h_n walks the block's steps in a register, and y_t = sum_n
+      // C_t[n] h_n accumulates in L1 (in order n = 0, 1, ..., as a serial sum)
+      V yb[kLaneBlock];
+      for (int i = 0; i < nt; ++i) yb[i] = splat<V>((S)0);
+      constexpr int G = NS < kLaneStates ? NS : kLaneStates;   // states interleaved: G independent h chains
+      for (int n0 = 0; n0 < NS; n0 += G) {
+        V a2[G], hn[G];
+        for (int g = 0; g < G; ++g) {
+          a2[g] = loadv<V>(Aarr[n0 + g]);
+          hn[g] = h[n0 + g];
         }
-        for (int w = NY / 2; w >= 1; w /= 2)
-          for (int j = 0; j < w; ++j) y[j] += y[j + w];
-        S* op = o + px * E;
-        store_lanes<S>(op, load_lanes<S>(op, m) + y[0], m);
+        for (int i = 0; i < nt; ++i) {
+          const S* Bt = BCk + pxb[i] * stride + n0;
+          V y = yb[i];
+#pragma GCC unroll 8
+          for (int g = 0; g < G; ++g) {
+            hn[g] = vexp2_nonpos<S>(a2[g] * dtb[i]) * hn[g] + xb[i] * Bt[g];
+            y += hn[g] * Bt[Np + g];
+          }
+          yb[i] = y;
+        }
+        for (int g = 0; g < G; ++g) h[n0 + g] = hn[g];
+      }
+      for (int i = 0; i < nt; ++i) {
+        S* op = o + pxb[i] * E;
+        store_lanes<S>(op, load_lanes<S>(op, m) + yb[i], m);
       }
     }
   }
