@@ -530,6 +530,7 @@ def run_model_benchmark(model: str = "mambair-light-x2", size: int = 128, thread
 
 def _run_model_benchmark(arch: str, preset: str, size: int, repeats: int, reference: bool, reference_repeats: int,
                          seed: int) -> Dict[str, object]:
+    from .allocator import allocator_state
     from .models.registry import build_model
     from .provenance import provenance
 
@@ -578,6 +579,7 @@ def _run_model_benchmark(arch: str, preset: str, size: int, repeats: int, refere
         "gemm_rate_1e9_mac_per_s": gemm, "exp_rate_1e9_per_s": exp_rates, "exp_rate_used_1e9_per_s": exp_rate,
         "floor_s": floor_s, "floor_gemm_s": macs / (gemm * 1e9), "floor_exp_s": costs["exps"] / (exp_rate * 1e9),
         "ours_x_floor": ours_s / floor_s,
+        "allocator": allocator_state(),
     }
 
 
@@ -587,6 +589,7 @@ def format_model_report(r: Dict[str, object]) -> str:
     lines = [
         f"model {r['model']}  input {tuple(r['input'])}  params {r['params']:,}  threads "
         f"{r['provenance'].get('threads')}  load(1 min) {r['provenance'].get('load_average_1min')}",
+        f"malloc: {r.get('allocator', 'not recorded')}",
         f"costs: {r['macs'] / 1e9:.2f} G MACs ({r['macs_layers_proj'] / 1e9:.2f} conv/linear/SS2D projections + "
         f"{r['macs_scan'] / 1e9:.2f} scan), {r['exps'] / 1e9:.2f} G exps",
         f"rates: GEMM {r['gemm_rate_1e9_mac_per_s']:.1f} GMAC/s; exp {rates} (floor uses "

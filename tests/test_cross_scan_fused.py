@@ -241,6 +241,7 @@ def test_bench_model_report_and_cli(tmp_path, capsys):
     assert r["exp_rate_used_1e9_per_s"] == max(r["exp_rate_1e9_per_s"].values())
     assert {"native_in_registers", "native_decay_in_registers"} <= set(r["exp_rate_1e9_per_s"])
     assert r["macs"] == r["macs_layers_proj"] + r["macs_scan"]
+    assert r["allocator"].startswith("unchanged")    # in-process main(): malloc as it was (restore_core/allocator.py)
     path = tmp_path / "model.json"
     assert main(["bench", "model", "--model", "mambair:tiny_sr_x2", "--size", "10", "--repeats", "1",
                  "--threads", "1", "--no-reference", "--json", str(path)]) == 0

@@ -238,16 +238,21 @@ def test_bench_cli_writes_json(tmp_path):
 
 
 def test_native_build_compiles_a_copy_in_the_cache_so_every_checkout_shares_it(tmp_path):
-    """torch's build.ninja records the source path: the kernel is compiled from a copy inside the build folder,
-    identical for every checkout of the same source, so a second clone does not rebuild the shared entry."""
+    """torch's build.ninja records the source paths: the kernels are compiled from copies inside the build folder
+    (headers too), identical for every checkout of the same sources, so a second clone does not rebuild the shared
+    entry."""
     from restore_core.ssm import native
 
-    first = native.build_source(tmp_path)
-    assert first.parent == tmp_path and first.read_bytes() == native.SOURCE.read_bytes()
+    sources = native.build_sources(tmp_path)
+    assert [p.name for p in sources] == [p.name for p in native.SOURCES]
+    for path in native.SOURCES + native.HEADERS:
+        assert (tmp_path / path.name).read_bytes() == path.read_bytes()
+    first = sources[0]
     stamp = first.stat().st_mtime_ns
-    assert native.build_source(tmp_path) == first and first.stat().st_mtime_ns == stamp  # unchanged: not rewritten
-    first.write_text("// stale")
-    assert native.build_source(tmp_path).read_bytes() == native.SOURCE.read_bytes()
+    assert native.build_sources(tmp_path) == sources and first.stat().st_mtime_ns == stamp  # unchanged: not rewritten
+    (tmp_path / native.HEADERS[0].name).write_text("// stale")
+    native.build_sources(tmp_path)
+    assert (tmp_path / native.HEADERS[0].name).read_bytes() == native.HEADERS[0].read_bytes()
 
 
 def test_bench_scan_provenance_is_taken_before_its_own_partial_writes(tmp_path, monkeypatch):

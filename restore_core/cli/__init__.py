@@ -55,5 +55,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
 
 
+def console_main() -> int:
+    """The ``restore-core`` program: :func:`main` in a process whose malloc keeps freed tensor memory
+    (:func:`restore_core.allocator.reuse_freed_memory`; process-wide, hence here and not in :func:`main`, which
+    tests and notebooks call in their own process)."""
+    from ..allocator import reuse_freed_memory
+
+    reuse_freed_memory()
+    return main()
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(console_main())

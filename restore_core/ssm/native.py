@@ -2,16 +2,18 @@
 
 Gu & Dao, "Mamba: Linear-Time Sequence Modeling with Selective State Spaces", arXiv:2312.00752, Alg. 2.
 mamba-ssm has only a CUDA kernel and a sequential PyTorch reference; this CPU kernel is ours
-(restore_core/ssm/csrc/selective_scan_cpu.cpp). Explained in "Selective scan and scanning images".
+(restore_core/ssm/csrc/selective_scan_cpu.cpp; vector math in csrc/simd_cpu.h). Explained in "Selective scan and
+scanning images".
 
 The same extension holds SS2D's fused 2-D cross-scan (:func:`cross_scan_native`): the K = 1, 2 or 4 scan orders
 read from the (Bt, E, H, W) map by index arithmetic, Δ = dt_proj(dt) formed per row inside the kernel, every
 direction added into the output in place (the backward is the adjoint: each direction reads the same output
-gradient). See "Performance" in the README for what it changed.
+gradient). See "Performance" in the README for what it changed. And SS2D's inference output gate (csrc/ss2d_glue_cpu.cpp:
+:func:`layernorm_silu_gate`), one pass over a channels-last map.
 
 Building. The extension is compiled with ``torch.utils.cpp_extension.load`` on first use, once per machine,
 into ``$RESTORE_CORE_EXT_DIR`` (default ``~/.cache/restore_core/ext``), in a folder keyed by a hash of
-(source, torch version, compiler flags, the CPU's model name and instruction-set flags). A file lock keeps two
+(sources, torch version, compiler flags, the CPU's model name and instruction-set flags). A file lock keeps two
 processes from building at once; later processes (and test runs) only import the cached library.
 
 Flags: ``-O3 -ffp-contract=fast -fno-trapping-math -fopenmp -march=native --param=avoid-fma-max-bits=0
@@ -60,7 +62,10 @@ from torch import Tensor
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).resolve().parent / "csrc" / "selective_scan_cpu.cpp"
+CSRC = Path(__file__).resolve().parent / "csrc"
+SOURCE = CSRC / "selective_scan_cpu.cpp"             # the scan kernels and the Python bindings
+SOURCES = (SOURCE, CSRC / "ss2d_glue_cpu.cpp")       # compiled into one extension
+HEADERS = (CSRC / "simd_cpu.h", CSRC / "ss2d_glue_cpu.h")
 CHECKPOINT_EVERY = 64  # T: the forward stores the state every T steps; the backward recomputes each chunk
 _ext = None
 _unavailable_reason: Optional[str] = None
@@ -127,9 +132,10 @@ def _cpu_signature() -> str:
 
 
 def cache_key() -> str:
-    """Hash of the kernel source, torch version, compiler flags and CPU: one build per distinct key."""
+    """Hash of the kernel sources and headers, torch version, compiler flags and CPU: one build per distinct key."""
     h = hashlib.sha256()
-    h.update(SOURCE.read_bytes())
+    for path in SOURCES + HEADERS:
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
     h.update(torch.__version__.encode())
     h.update(" ".join(compile_flags()).encode())
     h.update(_cpu_signature().encode())
@@ -158,19 +164,23 @@ def _file_lock(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def build_source(build: Path) -> Path:
-    """The kernel source as compiled: a copy in the build folder (written when missing or different).
+def build_sources(build: Path) -> List[Path]:
+    """The kernel sources as compiled: copies of every source and header in the build folder (each written when
+    missing or different); returns the copied sources.
 
-    torch's ``build.ninja`` records the source's path; compiling the package's own file would make every checkout
-    of the same source (clones, worktrees, a CI clone) rewrite the shared cache entry and rebuild it.
+    torch's ``build.ninja`` records the sources' paths; compiling the package's own files would make every checkout
+    of the same sources (clones, worktrees, a CI clone) rewrite the shared cache entry and rebuild it.
     """
-    source = build / SOURCE.name
-    text = SOURCE.read_bytes()
-    if not source.is_file() or source.read_bytes() != text:
-        tmp = source.with_name(f".{source.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(text)
-        os.replace(tmp, source)
-    return source
+    copies = []
+    for path in SOURCES + HEADERS:
+        copy = build / path.name
+        text = path.read_bytes()
+        if not copy.is_file() or copy.read_bytes() != text:
+            tmp = copy.with_name(f".{copy.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(text)
+            os.replace(tmp, copy)
+        copies.append(copy)
+    return copies[:len(SOURCES)]
 
 
 def load():
@@ -186,9 +196,9 @@ def load():
     build = cache_dir()
     build.mkdir(parents=True, exist_ok=True)
     with _file_lock(build.parent / f"{build.name}.lock"):
-        source = build_source(build)
+        sources = build_sources(build)
         quiet = not log.isEnabledFor(logging.DEBUG)
-        _ext = cpp_load(name=f"restore_core_scan_{cache_key()}", sources=[str(source)],
+        _ext = cpp_load(name=f"restore_core_scan_{cache_key()}", sources=[str(p) for p in sources],
                         extra_cflags=compile_flags(), extra_ldflags=["-fopenmp"], build_directory=str(build),
                         verbose=not quiet)
     log.info("selective_scan native extension loaded from %s", build)
@@ -428,3 +438,20 @@ def cross_scan_native(x: Tensor, dts: Tensor, Wdt: Tensor, bias: Optional[Tensor
                                           A.shape[1])
         return out.transpose(1, 2)
     return _NativeCrossScan.apply(x, dts, Wdt, bias, A, BC, D, tuple(codes), H, W)
+
+
+# ------------------------------------------------------------------------------------ SS2D's inference glue
+def layernorm_silu_gate(y: Tensor, z: Tensor, weight: Tensor, bias: Optional[Tensor], eps: float) -> Tensor:
+    """LayerNorm(y) * SiLU(z) over the last axis in one pass (SS2D's output gate, inference: no autograd); the
+    LayerNorm as ``nn.LayerNorm(E)`` with ``weight``, ``bias`` (or None) and ``eps``. y, z: (..., E), z may be a
+    channel slice (any row stride). Returns (..., E) contiguous. CPU, float32 / float64."""
+    if y.shape != z.shape or y.dim() < 1:
+        raise ValueError(f"layernorm_silu_gate takes y and z of one shape (..., E), got {tuple(y.shape)} and "
+                         f"{tuple(z.shape)}")
+    E = y.shape[-1]
+
+    def rows(t: Tensor) -> Tensor:
+        t = t if t.stride(-1) == 1 else t.contiguous()
+        return t.reshape(-1, E)     # a view for contiguous maps and for channel slices of them
+
+    return load().layernorm_silu_gate(rows(y), rows(z), weight, bias, float(eps)).view(y.shape)

@@ -26,8 +26,9 @@ uniform(±dt_scale * R^-0.5), x_proj as nn.Linear's default (uniform ±E^-0.5).
 On the CPU (native extension built, orders "1d" / "2d" / "4d", float32 or float64) the scan core runs fused
 (:meth:`SS2D.ssm`, ``cross_scan_impl="auto"``): no (Bt, K, E, L) stack, no per-direction delta tensor, no merge
 copies; without autograd (inference) its kernel puts channels on the SIMD lanes and reads / writes the map
-channels-last, as the depthwise conv leaves it and the LayerNorm wants it. The materialised path above stays as
-the reference and the fallback (other orders, backends, devices).
+channels-last, as the depthwise conv leaves it and the LayerNorm wants it, and :meth:`SS2D.native_gate` runs
+LayerNorm(y) * SiLU(z) as one native pass (csrc/ss2d_glue_cpu.cpp) where torch takes three. The materialised path
+above stays as the reference and the fallback (other orders, backends, devices).
 
 Differences from the official code: the scan order is a named, configurable :mod:`restore_core.ssm.cross_scan`
 order (K follows it; the official hard-codes K=4 with inlined flips); the scan runs through
@@ -219,6 +220,13 @@ class SS2D(nn.Module):
         ys = rearrange(ys, "b (k e) l -> b k e l", k=K)
         return cross_merge(ys, self.scan_order, H, W)                           # (Bt, E, H, W)
 
+    def native_gate(self, x: Tensor) -> bool:
+        """True when :meth:`forward` runs LayerNorm(y) * SiLU(z) as the native one-pass kernel: no gradient wanted,
+        the fused cross-scan runs here, an affine LayerNorm."""
+        if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
+            return False
+        return self.out_norm.weight is not None and self.fused_codes(x) is not None
+
     def forward(self, x: Tensor) -> Tensor:
         """x: (Bt, H, W, C) channels-last -> (Bt, H, W, C)."""
         if x.dim() != 4 or x.shape[-1] != self.d_model:
@@ -227,7 +235,10 @@ class SS2D(nn.Module):
         x, z = xz.chunk(2, dim=-1)
         x = F.silu(self.conv2d(rearrange(x, "b h w e -> b e h w")))              # (Bt, E, H, W)
         y = rearrange(self.ssm(x), "b e h w -> b h w e")
-        y = self.out_norm(y) * F.silu(z)
+        if self.native_gate(x):   # one pass, no temporaries (same function; tests/test_ss2d_glue.py)
+            y = native.layernorm_silu_gate(y, z, self.out_norm.weight, self.out_norm.bias, self.out_norm.eps)
+        else:
+            y = self.out_norm(y) * F.silu(z)
         return self.dropout(self.out_proj(y))
 
     def forward_nchw(self, x: Tensor) -> Tensor:
