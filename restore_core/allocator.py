@@ -7,8 +7,8 @@ several threads, TLB shootdowns at munmap (costly in a VM). PyTorch's CPU perfor
 allocator (jemalloc or tcmalloc through LD_PRELOAD); :func:`reuse_freed_memory` does the equivalent for glibc with
 three ``mallopt`` calls: mmap only above 32 MiB (glibc's largest threshold), trim the heap only when 1 GiB is
 free at its top, grow it 64 MiB at a time. Measured on a 2-vCPU AMD EPYC (2026-12-03), MambaIR light x2 on
-128x128, 2 threads, the same process otherwise: 0.70-0.81 s -> 0.66-0.70 s (min of 9 forwards; ~25% in the
-medians). The numbers computed do not change.
+128x128, 2 threads, alternating runs of ``restore-core bench model --no-reference``: 0.60-0.62 s against
+0.71-0.77 s with ``RESTORE_CORE_MALLOC=default``. The numbers computed do not change.
 
 It is process-wide, so the command line applies it (``restore-core ...``; ``RESTORE_CORE_MALLOC=default`` leaves
 malloc alone) and importing the library never does. The cost: freed memory stays with the process, so its
