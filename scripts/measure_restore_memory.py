@@ -5,10 +5,11 @@
 
 Writes a smooth-plus-noise RGB PNG of the given size into ``--workdir`` and runs, in a child process, what the
 CLI runs per file (``restore_file``: read, tiled inference with the default tile or ``--tile``, write a PNG)
-with randomly initialised weights; samples the child's RSS every second and
+with randomly initialised weights, in a process with the program's malloc settings (restore_core/allocator.py;
+``RESTORE_CORE_MALLOC=default`` measures glibc's defaults); samples the child's RSS every second and
 the child reports its exact peak (its own ``VmHWM``; RUSAGE_CHILDREN would also count the C++ compiler
 that builds the native scan on first use) when it ends. ``--max-seconds`` stops a run that would take hours
-(the light model on 2 CPU cores needs ~10 s per 128-pixel tile) and reports the peak seen so far.
+(the full 4000x3000 x2 run is 1302 tiles) and reports the peak seen so far.
 ``standin`` is a 1x1 convolution + PixelShuffle(2) with MambaIR's input/output shapes: it measures everything
 but the network's activations (reading, the output buffer, stitching, writing). Prints one JSON line.
 """
@@ -45,7 +46,9 @@ CHILD = r"""
 import sys, torch
 from pathlib import Path
 from torch import nn
+from restore_core.allocator import reuse_freed_memory
 from restore_core.cli.restore import restore_file
+reuse_freed_memory()   # as the restore-core program does (RESTORE_CORE_MALLOC=default: glibc's defaults)
 src, dst, model, tile = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]
 torch.manual_seed(0)
 if model == "light":

@@ -8,8 +8,8 @@ scanning images".
 The same extension holds SS2D's fused 2-D cross-scan (:func:`cross_scan_native`): the K = 1, 2 or 4 scan orders
 read from the (Bt, E, H, W) map by index arithmetic, Δ = dt_proj(dt) formed per row inside the kernel, every
 direction added into the output in place (the backward is the adjoint: each direction reads the same output
-gradient). See "Performance" in the README for what it changed. And SS2D's inference output gate (csrc/ss2d_glue_cpu.cpp:
-:func:`layernorm_silu_gate`), one pass over a channels-last map.
+gradient). See "Performance" in the README for what it changed. And SS2D's inference output gate
+(csrc/ss2d_glue_cpu.cpp: :func:`layernorm_silu_gate`), one pass over a channels-last map.
 
 Building. The extension is compiled with ``torch.utils.cpp_extension.load`` on first use, once per machine,
 into ``$RESTORE_CORE_EXT_DIR`` (default ``~/.cache/restore_core/ext``), in a folder keyed by a hash of
