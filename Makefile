@@ -15,8 +15,12 @@ export PYTHONHASHSEED := 0
 # (nbval kernels, torchrun tests) otherwise slow each other down by an order of magnitude; results are identical.
 # The cpu/full studies keep OpenMP's spinning default (one process owns the cores; CU-Mamba's many small ops take
 # 0.53 s a step spinning against 0.79 s passive), as `restore-core book run` does (runner.omp_wait_policy).
+# Quick runs and the tests also pin MKL's code branch (torch's float32 GEMMs): its fastest branch differs between
+# Intel and AMD CPUs, which moved the quick chapters' trained numbers in their last digits; COMPATIBLE (SSE2 without
+# the approximate rcpps / rsqrtps) is the branch that gives the same results on both (restore_core/book/runner.py).
 ifeq ($(PROFILE),quick)
 export OMP_WAIT_POLICY ?= PASSIVE
+export MKL_CBWR ?= COMPATIBLE
 endif
 
 .PHONY: setup book book-html test clean

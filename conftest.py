@@ -12,6 +12,9 @@ import pytest
 
 os.environ.setdefault("BOOK_PROFILE", "quick")
 os.environ.setdefault("TQDM_DISABLE", "1")
+# the chapters' quick outputs were executed with MKL's vendor-independent branch (restore_core/book/runner.py
+# mkl_branch); the kernels nbval starts inherit it from here when pytest runs without `make test`
+os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
 
 REPO = Path(__file__).resolve().parent
 # Chapters executed by nbval (and anything else calling save_results without out_dir) write their results here,

@@ -166,12 +166,13 @@ def test_failing_chapter_is_named_and_stops_the_run(tmp_path):
 def test_quick_chapters_see_a_clean_tree_until_the_last_one_ran(tmp_path, monkeypatch):
     """A multi-chapter quick run stages its notebooks and results: chapter 02 still finds chapter 01 unexecuted and
     its results file absent (so both record the same clean commit), and everything lands at the end; kernels get
-    OMP_WAIT_POLICY=PASSIVE."""
+    OMP_WAIT_POLICY=PASSIVE and MKL_CBWR=COMPATIBLE."""
     monkeypatch.delenv("RESTORE_CORE_RESULTS_OUT", raising=False)
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("MKL_CBWR", raising=False)
     write = ('import os\nout = os.environ["RESTORE_CORE_RESULTS_OUT"]\n'
              'open(os.path.join(out, "probe.quick.json"), "w").write("{}")\n'
-             'print(os.environ["OMP_WAIT_POLICY"])')
+             'print(os.environ["OMP_WAIT_POLICY"], os.environ["MKL_CBWR"])')
     look = ('import json, os\n'
             'print(json.load(open("01_write.ipynb"))["cells"][1]["outputs"] == [], '
             'os.path.exists(os.path.join("..", "results", "probe.quick.json")))')
@@ -179,11 +180,18 @@ def test_quick_chapters_see_a_clean_tree_until_the_last_one_ran(tmp_path, monkey
                            "03_fail": _nb(PARAMS, "1 / 0")})
     with pytest.raises(ChapterFailed, match="03_fail"):
         _run(toc, scoreboard=False)
-    assert _stdout(tmp_path / "book" / "01_write.ipynb") == "PASSIVE\n"
+    assert _stdout(tmp_path / "book" / "01_write.ipynb") == "PASSIVE COMPATIBLE\n"
     assert _stdout(tmp_path / "book" / "02_look.ipynb") == "True False\n"   # 01 not yet in place when 02 ran
     assert (tmp_path / "results" / "probe.quick.json").read_text() == "{}"    # installed after the failure too
     assert not list((tmp_path / "_build" / "executed").glob("staging-*"))
-    assert "RESTORE_CORE_RESULTS_OUT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ
+    assert not {"RESTORE_CORE_RESULTS_OUT", "OMP_WAIT_POLICY", "MKL_CBWR"} & set(os.environ)
+
+
+def test_mkl_branch_compatible_for_quick_runs_fastest_for_studies():
+    from restore_core.book.runner import mkl_branch
+    assert mkl_branch("quick", None) == "COMPATIBLE" and mkl_branch("quick", "") == "COMPATIBLE"
+    assert mkl_branch("cpu", None) is None and mkl_branch("full", "") is None
+    assert mkl_branch("quick", "AUTO") == "AUTO" and mkl_branch("cpu", "COMPATIBLE") == "COMPATIBLE"
 
 
 def test_omp_wait_policy_passive_for_quick_runs_spinning_for_studies():
@@ -195,18 +203,20 @@ def test_omp_wait_policy_passive_for_quick_runs_spinning_for_studies():
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_makefile_exports_passive_waits_only_for_quick_runs():
-    """`make test` / `make book` (quick) export OMP_WAIT_POLICY=PASSIVE; `make book PROFILE=cpu` must not, or the
-    studies run with sleeping OpenMP threads (~1.5x slower), unlike `restore-core book run --profile cpu`."""
+    """`make test` / `make book` (quick) export OMP_WAIT_POLICY=PASSIVE and MKL_CBWR=COMPATIBLE; `make book
+    PROFILE=cpu` must not, or the studies run with sleeping OpenMP threads (~1.5x slower) and MKL's SSE2 branch,
+    unlike `restore-core book run --profile cpu`."""
     repo = Path(__file__).resolve().parents[1]
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "MAKEFLAGS", "MAKELEVEL")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_WAIT_POLICY", "MKL_CBWR", "MAKEFLAGS", "MAKELEVEL")}
 
     def exported(*args):
         out = subprocess.run(["make", "-C", str(repo), "-n", "-p", *args], capture_output=True, text=True,
                              env=env, timeout=60).stdout
         # a set: `book` re-enters make for book-html, and -n -p prints each make's variables
-        return {line for line in out.splitlines() if line.startswith("OMP_WAIT_POLICY ")}
+        return {line for line in out.splitlines() if line.startswith(("OMP_WAIT_POLICY ", "MKL_CBWR "))}
 
-    assert exported("test") == exported("book") == {"OMP_WAIT_POLICY = PASSIVE"}
+    assert exported("test") == exported("book") == {"OMP_WAIT_POLICY = PASSIVE", "MKL_CBWR = COMPATIBLE"}
     assert exported("book", "PROFILE=cpu") == exported("book", "PROFILE=full") == set()
 
 

@@ -25,7 +25,11 @@ Every chapter runs with kernel ``python3`` and working directory ``book/``. The 
 waiting make a kernel 10-50x slower whenever another process uses the cores (measured on 2 cores beside a second
 torch process), and quick runs share machines (CI, a laptop). The cpu and full profiles are studies that want the
 cores to themselves; they keep OpenMP's default (spinning) unless the environment says otherwise: passive waits cost
-CU-Mamba's many small ops 1.5x (0.79 against 0.53 s a training step on 2 quiet cores). (:func:`omp_wait_policy`) Parameters are injected only where
+CU-Mamba's many small ops 1.5x (0.79 against 0.53 s a training step on 2 quiet cores). (:func:`omp_wait_policy`)
+Quick runs also get ``MKL_CBWR=COMPATIBLE`` unless the environment sets it (:func:`mkl_branch`): torch's float32
+matrix products go through MKL, whose fastest branch differs between Intel and AMD CPUs, so the quick chapters'
+trained numbers (which nbval compares) would differ in their last digits between the two; the COMPATIBLE branch
+gives the same results on both. Parameters are injected only where
 they differ from a chapter's defaults (``profile="quick"``, ``seed=0``, ``device=None``, ``out_dir=None``), so an
 in-place quick run adds no "injected-parameters" cell. ``BOOK_PROFILE`` is set to the profile for the
 kernels, so a profile inherited from the environment (CI sets ``BOOK_PROFILE=quick``) cannot override the
@@ -165,6 +169,14 @@ def omp_wait_policy(profile: str, environ_value: Optional[str]) -> Optional[str]
     return "PASSIVE" if profile == "quick" else None
 
 
+def mkl_branch(profile: str, environ_value: Optional[str]) -> Optional[str]:
+    """The kernels' ``MKL_CBWR`` (MKL's code branch): the environment's when set; else COMPATIBLE for quick runs
+    and None (MKL's fastest branch for the CPU) for the cpu and full studies. See the module docstring."""
+    if environ_value:
+        return environ_value
+    return "COMPATIBLE" if profile == "quick" else None
+
+
 def run_chapter(nb_path: Path, output: Path, parameters: Dict[str, Any], cwd: Path, kernel: str = "python3",
                 log_output: bool = False, failed_dir: Optional[Path] = None,
                 execution_timeout: Optional[int] = None, record_as: Optional[Path] = None) -> float:
@@ -292,6 +304,9 @@ def run_book(profile: str = "quick", chapters: Optional[Sequence[str]] = None, d
     policy = omp_wait_policy(profile, os.environ.get("OMP_WAIT_POLICY"))
     if policy is not None:
         env_keys["OMP_WAIT_POLICY"] = policy
+    branch = mkl_branch(profile, os.environ.get("MKL_CBWR"))
+    if branch is not None:
+        env_keys["MKL_CBWR"] = branch
     staging = _Staging(executed_dir) if profile == "quick" else None
     if staging is not None and out_dir is None and not os.environ.get(RESULTS_OUT_ENV):
         env_keys[RESULTS_OUT_ENV] = str(staging.results)
