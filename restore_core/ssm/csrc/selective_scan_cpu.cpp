@@ -717,7 +717,7 @@ static void xfwd_lanes_group(const XProb<S>& p, int64_t b, int64_t d0, S* out) {
   }
   for (int64_t k = 0; k < p.K; ++k) {
     S tmp[W];
-    alignas(64) S Aarr[NS][W];   // A log2 e of the group's channels per state, read from L1 each step
+    alignas(64) S Aarr[NS][W];   // A log2 e of the group's channels, per state
     V Wv[16], h[NS];
     for (int n = 0; n < NS; ++n) {
       for (int c = 0; c < W; ++c) Aarr[n][c] = c < m ? p.A[(k * E + d0 + c) * Np + n] * kLog2e<S> : (S)0;
