@@ -36,8 +36,9 @@ bits (scalars, 256-bit vectors) into FMAs, where Intel tunings fuse them: ``--pa
 fuses them everywhere (512-bit code is not affected: on that EPYC the flag left chapter 03's quick training runs
 bit for bit unchanged).
 What still differs between CPU vendors is torch's: MKL's sgemm takes another code path on AMD than on Intel
-(``MKL_CBWR=AVX2`` moved the EPYC's numbers, and MKL documents that its reproducibility branches do not cover
-non-Intel CPUs), so a model trained on an AMD and on an Intel machine agrees to ~1e-6, not bit for bit.
+(``MKL_CBWR=AVX2`` moved the EPYC's numbers: MKL's AVX2 / AVX-512 reproducibility branches do not cover non-Intel
+CPUs), so a model trained on an AMD and on an Intel machine agrees to ~1e-6, not bit for bit, unless MKL runs its
+COMPATIBLE branch, as the quick chapters and the tests do (:func:`restore_core.book.runner.mkl_branch`).
 
 When no C++ compiler is found the backend is unavailable (``"auto"`` falls back to "chunked"); when one is
 found and the build fails, the error is raised, never hidden.

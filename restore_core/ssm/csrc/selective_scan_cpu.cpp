@@ -906,12 +906,6 @@ at::Tensor transpose_last2(at::Tensor x) {
   return y;
 }
 
-// e^x for x <= 0 as the lane kernel computes its decays: 2^(x log2 e) by vexp2_nonpos, x log2 e rounded once (the
-// kernel rounds (A log2 e) Δ: also one product of a float32 pair).
-template <typename S> static inline typename Vec<S>::V vdecay(typename Vec<S>::V x) {
-  return vexp2_nonpos<S>(x * kLog2e<S>);
-}
-
 // Vectorised exp over a contiguous tensor (the benchmarks' exp-throughput probe and the tests' window on the two
 // exps); returns exp(x) (written into out when given: a preallocated output keeps page faults out of the timing).
 // decay: the lane kernel's decay exp (vdecay, for x <= 0) instead of vexp.

@@ -100,19 +100,11 @@ template <typename S> static inline typename Vec<S>::V vexp(typename Vec<S>::V x
   return res;
 }
 
-// exp of x <= 0 (the scan's decays exp(Δ A): Δ >= 0 after softplus, A < 0): vexp without the overflow branch;
-// below K::lo the result is 0 as in vexp.
-template <typename S> static inline typename Vec<S>::V vexp_nonpos(typename Vec<S>::V x) {
-  using V = typename Vec<S>::V;
-  const V lo = splat<V>(ExpC<S>::lo);
-  return x < lo ? splat<V>((S)0) : vexp_in_range<S>(x < lo ? lo : x);
-}
-
 // 2^t for t <= 0: the lane kernel's decays exp(Δ A) = 2^(Δ A log2 e), with A log2 e formed once per channel.
 // n = round(t) (the 1.5 * 2^mantissa trick), f = t - n in [-1/2, 1/2], 2^f by a polynomial, and 2^n added into the
 // exponent bits of 2^f with an integer add (2^f >= 2^-1/2, so the sum is a normal number for n >= -125): no
-// Cody-Waite split and no multiply by 2^n: 6 multiply-adds where vexp_nonpos spends 10 and a multiply. Below 2^-125
-// the result is 0 (vexp_nonpos: below e^-87.3). t itself carries the roundings of A log2 e and of its product with
+// Cody-Waite split and no multiply by 2^n: 6 multiply-adds where vexp spends 10 and a multiply. Below 2^-125
+// the result is 0 (vexp: below e^-87.3). t itself carries the roundings of A log2 e and of its product with
 // Δ (and log2 e's own, 0.22 2^-24): at most 2.22 |Δ A| 2^-24 relative on the decay e^(Δ A), i.e. at most
 // 2.22 2^-24 / e = 5e-8 absolute on a value in [0, 1] (it multiplies the state), under the float32 spacing of
 // decays near 1.
@@ -153,6 +145,12 @@ template <typename S> static inline typename Vec<S>::V vexp2_nonpos(typename Vec
   V r;
   std::memcpy(&r, &pb, sizeof(V));
   return t < K::lo ? splat<V>((S)0) : r;
+}
+
+// e^x for x <= 0 as the lane kernel computes its decays: 2^(x log2 e) by vexp2_nonpos, x log2 e rounded once (the
+// kernel rounds (A log2 e) Δ: also one product of a float32 pair).
+template <typename S> static inline typename Vec<S>::V vdecay(typename Vec<S>::V x) {
+  return vexp2_nonpos<S>(x * kLog2e<S>);
 }
 
 // log1p(e) for e in [0, 1]: 2 atanh(s), s = e / (2 + e) <= 1/3 (no cancellation for small e).
